@@ -1,0 +1,48 @@
+"""The edited region in pixels: bbox ⟨x, y, z1, z2⟩ → pixel boxes and crops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image
+
+PixelBox = tuple[int, int, int, int]  # left, top, right, bottom (right/bottom exclusive)
+
+
+def bbox_to_pixels(bbox: Sequence[float], width: int, height: int, margin: float = 0.0) -> PixelBox:
+    """Pixel box of a fractional centre/size bbox, grown by ``margin`` × its size on each side, clamped.
+
+    The result always lies inside the image and is at least one pixel wide and high.
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    w, h = w * (1 + 2 * margin), h * (1 + 2 * margin)
+    left = int(round((x - w / 2) * width))
+    top = int(round((y - h / 2) * height))
+    right = int(round((x + w / 2) * width))
+    bottom = int(round((y + h / 2) * height))
+    left, top = min(max(left, 0), width - 1), min(max(top, 0), height - 1)
+    right, bottom = min(max(right, left + 1), width), min(max(bottom, top + 1), height)
+    return left, top, right, bottom
+
+
+def crop_region(image: Image.Image, bbox: Sequence[float], margin: float = 0.0) -> Image.Image:
+    """The edited region of an image (with an optional relative margin of context)."""
+    return image.crop(bbox_to_pixels(bbox, image.width, image.height, margin))
+
+
+def window_in_region(
+    bbox: Sequence[float], width: int, height: int, size: int, jitter: tuple[float, float] = (0.5, 0.5)
+) -> PixelBox:
+    """A ``size``×``size`` window at native scale inside the region (or centred on it if smaller).
+
+    ``jitter`` in [0, 1]² places the window within the slack of the region (0.5, 0.5 = centred);
+    the window is shifted to stay inside the image, and shrunk only if the image is smaller.
+    """
+    size_w, size_h = min(size, width), min(size, height)
+    left, top, right, bottom = bbox_to_pixels(bbox, width, height)
+    slack_w, slack_h = (right - left) - size_w, (bottom - top) - size_h
+    x0 = left + (slack_w * jitter[0] if slack_w > 0 else slack_w / 2)
+    y0 = top + (slack_h * jitter[1] if slack_h > 0 else slack_h / 2)
+    x0 = int(round(min(max(x0, 0), width - size_w)))
+    y0 = int(round(min(max(y0, 0), height - size_h)))
+    return x0, y0, x0 + size_w, y0 + size_h

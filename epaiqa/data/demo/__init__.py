@@ -1,0 +1,5 @@
+"""The embedded demo PAI set: synthetic edits of natural photos shipped inside installed packages."""
+
+from epaiqa.data.demo.generate import DEMO_VERSION, demo_root, ensure_demo_set, generate_demo_set
+
+__all__ = ["DEMO_VERSION", "demo_root", "ensure_demo_set", "generate_demo_set"]

@@ -1,0 +1,45 @@
+"""Scores ↔ the five quality level words (paper §4.2, following Q-Align)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+#: Level words from worst to best; bin k of [0, 5) is LEVELS[k].
+LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
+#: Q-Align weights of the level words (1 = bad .. 5 = excellent).
+LEVEL_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
+
+
+def scale_to_five(score: float, lo: float, hi: float) -> float:
+    """Map a score in [lo, hi] to [0, 5): 5·(s − lo)/(hi − lo), the top end kept inside the last bin."""
+    if hi <= lo:
+        raise ValueError(f"score range must have hi > lo, got [{lo}, {hi}]")
+    if not lo <= score <= hi:
+        raise ValueError(f"score {score} is outside its range [{lo}, {hi}]")
+    return min(5.0 * (score - lo) / (hi - lo), math.nextafter(5.0, 0.0))
+
+
+def score_to_level(score: float, lo: float = 1.0, hi: float = 5.0) -> str:
+    """The level word of a score: [0,1) bad, [1,2) poor, [2,3) fair, [3,4) good, [4,5) excellent."""
+    return LEVELS[int(scale_to_five(score, lo, hi))]
+
+
+def level_index(level: str) -> int:
+    """0 for 'bad' .. 4 for 'excellent' (case and surrounding space ignored)."""
+    word = level.strip().lower()
+    if word not in LEVELS:
+        raise ValueError(f"unknown level {level!r} (known: {', '.join(LEVELS)})")
+    return LEVELS.index(word)
+
+
+def level_to_score(level: str) -> float:
+    """The Q-Align weight of a level word: bad → 1 .. excellent → 5."""
+    return LEVEL_WEIGHTS[level_index(level)]
+
+
+def expected_score(probabilities: Sequence[float]) -> float:
+    """Q-Align score: the level probabilities (bad..excellent) dotted with weights 1..5."""
+    if len(probabilities) != len(LEVELS):
+        raise ValueError(f"need {len(LEVELS)} level probabilities, got {len(probabilities)}")
+    return float(sum(p * w for p, w in zip(probabilities, LEVEL_WEIGHTS, strict=True)))

@@ -1,0 +1,238 @@
+"""Reading, validating and writing ``manifest.jsonl`` (DESIGN.md §4).
+
+Every problem is reported as ``manifest.jsonl:LINE: field: message``; nothing raises a traceback on
+bad input. :func:`load_manifest` raises :class:`~epaiqa.errors.DataError` carrying all problems.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from epaiqa.data.schema import COT_FIELDS, EDIT_TYPES, MANIFEST, SCORE_RANGES, PAISample
+from epaiqa.errors import DataError
+from epaiqa.io import atomic_write_text
+
+REQUIRED = ("id", "source", "edited", "prompt", "bbox", "edit_type")
+BBOX_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, located by file, line and field."""
+
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+def resolve_inside(root: Path, relpath: str) -> Path:
+    """``root / relpath``, or ValueError if the path is absolute or leaves the root."""
+    if not relpath or Path(relpath).is_absolute() or relpath.startswith(("/", "\\")) or ":" in relpath[:3]:
+        raise ValueError(f"{relpath!r} must be a path relative to the dataset root")
+    resolved = (root / relpath).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ValueError(f"{relpath!r} leaves the dataset root")
+    return resolved
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_bbox(bbox: Any) -> str | None:
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        return f"must be four numbers [x, y, width, height], got {bbox!r}"
+    x, y, w, h = bbox
+    if not all(0.0 <= v <= 1.0 for v in bbox):
+        return f"values must lie in [0, 1], got {bbox!r}"
+    if w <= 0 or h <= 0:
+        return f"width and height must be positive, got {bbox!r}"
+    if x - w / 2 < -BBOX_TOLERANCE or x + w / 2 > 1 + BBOX_TOLERANCE:
+        return f"box leaves the image horizontally (x ± width/2 = {x - w / 2:.4f}..{x + w / 2:.4f})"
+    if y - h / 2 < -BBOX_TOLERANCE or y + h / 2 > 1 + BBOX_TOLERANCE:
+        return f"box leaves the image vertically (y ± height/2 = {y - h / 2:.4f}..{y + h / 2:.4f})"
+    return None
+
+
+def _check_mos(mos: Any) -> list[tuple[str, str]]:
+    if mos is None:
+        return []
+    if not isinstance(mos, dict):
+        return [("mos", f"must be an object of scores, got {type(mos).__name__}")]
+    problems = []
+    for key, value in mos.items():
+        if key not in SCORE_RANGES:
+            problems.append((f"mos.{key}", f"unknown dimension (known: {', '.join(SCORE_RANGES)})"))
+            continue
+        if value is None:
+            continue
+        lo, hi = SCORE_RANGES[key]
+        if not _is_number(value):
+            problems.append((f"mos.{key}", f"must be a number or null, got {value!r}"))
+        elif not lo <= value <= hi:
+            problems.append((f"mos.{key}", f"{value} is outside the scale [{lo}, {hi}]"))
+        elif key == "completion" and value != int(value):
+            problems.append((f"mos.{key}", f"must be a whole level 1, 2 or 3, got {value}"))
+    return problems
+
+
+def _check_cot(cot: Any) -> list[tuple[str, str]]:
+    if cot is None:
+        return []
+    if not isinstance(cot, dict):
+        return [("cot", f"must be an object of texts, got {type(cot).__name__}")]
+    problems = []
+    for key, value in cot.items():
+        if key not in COT_FIELDS:
+            problems.append((f"cot.{key}", f"unknown section (known: {', '.join(COT_FIELDS)})"))
+        elif not isinstance(value, str):
+            problems.append((f"cot.{key}", f"must be text, got {type(value).__name__}"))
+    return problems
+
+
+def image_problem(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    """Why an image cannot be used (None if it can), and its (width, height)."""
+    if not path.is_file():
+        return "file not found", None
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = img.convert("RGB")
+            return None, rgb.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return f"does not decode as an image ({exc})", None
+
+
+def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, list[Problem]]:
+    """One manifest line to a sample, without opening images."""
+    problems: list[Problem] = []
+
+    def bad(field: str, message: str) -> None:
+        problems.append(Problem(MANIFEST, lineno, field, message))
+
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        bad("json", f"not valid JSON ({exc.msg} at column {exc.colno})")
+        return None, problems
+    if not isinstance(data, dict):
+        bad("json", "each line must be a JSON object")
+        return None, problems
+    for key in REQUIRED:
+        if key not in data:
+            bad(key, "missing")
+    if problems:
+        return None, problems
+    if not isinstance(data["id"], (str, int)) or isinstance(data["id"], bool) or str(data["id"]) == "":
+        bad("id", f"must be a non-empty string, got {data['id']!r}")
+    for key in ("source", "edited"):
+        if not isinstance(data[key], str):
+            bad(key, f"must be a path string, got {data[key]!r}")
+            continue
+        try:
+            resolve_inside(root, data[key])
+        except ValueError as exc:
+            bad(key, str(exc))
+    if not isinstance(data["prompt"], str) or not data["prompt"].strip():
+        bad("prompt", "must be a non-empty string")
+    if (msg := _check_bbox(data["bbox"])) is not None:
+        bad("bbox", msg)
+    if data["edit_type"] not in EDIT_TYPES:
+        bad("edit_type", f"unknown type {data['edit_type']!r} (known: {', '.join(EDIT_TYPES)})")
+    for field, message in _check_mos(data.get("mos")) + _check_cot(data.get("cot")):
+        bad(field, message)
+    if problems:
+        return None, problems
+    mos = {k: (None if v is None else float(v)) for k, v in (data.get("mos") or {}).items()}
+    sample = PAISample(
+        id=str(data["id"]),
+        source=data["source"],
+        edited=data["edited"],
+        prompt=data["prompt"],
+        bbox=tuple(float(v) for v in data["bbox"]),  # type: ignore[arg-type]
+        edit_type=data["edit_type"],
+        editor=str(data.get("editor", "unknown")),
+        mos=mos,
+        cot=data.get("cot"),
+    )
+    return sample, problems
+
+
+def validate(root: str | Path, check_images: bool = True) -> tuple[list[PAISample], list[Problem]]:
+    """Check every line (and, optionally, every image) of ``ROOT/manifest.jsonl``.
+
+    Returns the valid samples and every problem found; a sample with any problem is left out.
+    """
+    root = Path(root)
+    manifest = root / MANIFEST
+    if not root.is_dir():
+        return [], [Problem(str(root), 0, "root", "dataset root is not a directory")]
+    if not manifest.is_file():
+        return [], [Problem(MANIFEST, 0, "file", f"not found in {root}")]
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem(MANIFEST, 0, "file", f"cannot be read ({exc})")]
+
+    samples: list[PAISample] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    images: dict[str, tuple[str | None, tuple[int, int] | None]] = {}
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        sample, line_problems = parse_line(raw, lineno, root)
+        problems.extend(line_problems)
+        if sample is None:
+            continue
+        if sample.id in seen:
+            problems.append(Problem(MANIFEST, lineno, "id", f"{sample.id!r} already used on line {seen[sample.id]}"))
+            continue
+        seen[sample.id] = lineno
+        if check_images:
+            sizes = {}
+            for key in ("source", "edited"):
+                rel = getattr(sample, key)
+                if rel not in images:
+                    images[rel] = image_problem(resolve_inside(root, rel))
+                msg, size = images[rel]
+                if msg is not None:
+                    problems.append(Problem(MANIFEST, lineno, key, f"{rel}: {msg}"))
+                sizes[key] = size
+            if any(size is None for size in sizes.values()):
+                continue
+            width, height = sizes["edited"]  # type: ignore[misc]
+            if sample.bbox[2] * width < 1 or sample.bbox[3] * height < 1:
+                problems.append(Problem(MANIFEST, lineno, "bbox", f"box is under one pixel on a {width}x{height} image"))
+                continue
+        samples.append(sample)
+    if not samples and not problems:
+        problems.append(Problem(MANIFEST, 0, "file", "holds no samples"))
+    return samples, problems
+
+
+def load_manifest(root: str | Path, check_images: bool = True) -> list[PAISample]:
+    """All samples of a dataset root, or :class:`DataError` listing every problem."""
+    samples, problems = validate(root, check_images=check_images)
+    if problems:
+        raise DataError(f"{Path(root) / MANIFEST} is invalid ({len(problems)} problems):", [str(p) for p in problems])
+    return samples
+
+
+def write_manifest(root: str | Path, samples: Iterable[PAISample]) -> Path:
+    """Write ``ROOT/manifest.jsonl`` atomically."""
+    path = Path(root) / MANIFEST
+    text = "".join(json.dumps(s.to_json(), ensure_ascii=False) + "\n" for s in samples)
+    atomic_write_text(path, text)
+    return path

@@ -1,0 +1,67 @@
+"""The PAI sample: what one line of ``manifest.jsonl`` holds (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The paper's four manipulation types, in its table order (Type-1..Type-4).
+EDIT_TYPES: tuple[str, ...] = ("style_change", "object_enhancement", "object_operation", "semantic_change")
+
+#: Rating dimensions and their scales (paper §3.1).
+SCORE_RANGES: dict[str, tuple[int, int]] = {
+    "overall": (1, 5),
+    "harmony": (1, 5),
+    "naturalness": (1, 5),
+    "completion": (1, 3),
+}
+DIMENSIONS: tuple[str, ...] = tuple(SCORE_RANGES)
+
+#: Scoring tasks that have a subset of their own (paper §3.2).
+TASKS: tuple[str, ...] = ("naturalness", "harmony", "overall")
+
+#: Sections of a chain-of-thought explanation (stage 3).
+COT_FIELDS: tuple[str, ...] = ("completion", "harmony", "naturalness", "overall")
+
+MANIFEST = "manifest.jsonl"
+RATINGS = "ratings.csv"
+SPLITS = "splits.json"
+
+
+@dataclass(frozen=True)
+class PAISample:
+    """One partially AI-edited image with its prompt, edited region and ratings.
+
+    ``bbox`` is the paper's ⟨x, y, z1, z2⟩: centre x, centre y, width, height as fractions of the
+    image. ``source`` and ``edited`` are paths relative to the dataset root.
+    """
+
+    id: str
+    source: str
+    edited: str
+    prompt: str
+    bbox: tuple[float, float, float, float]
+    edit_type: str
+    editor: str = "unknown"
+    mos: dict[str, float | None] = field(default_factory=dict)
+    cot: dict[str, str] | None = None
+
+    def score(self, dimension: str) -> float | None:
+        """The mean opinion score of one dimension, or None if it was filtered out."""
+        return self.mos.get(dimension)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest line for this sample."""
+        line: dict[str, Any] = {
+            "id": self.id,
+            "source": self.source,
+            "edited": self.edited,
+            "prompt": self.prompt,
+            "bbox": [round(float(v), 6) for v in self.bbox],
+            "edit_type": self.edit_type,
+            "editor": self.editor,
+            "mos": {d: self.mos.get(d) for d in DIMENSIONS},
+        }
+        if self.cot is not None:
+            line["cot"] = dict(self.cot)
+        return line
