@@ -16,10 +16,10 @@ def bbox_to_pixels(bbox: Sequence[float], width: int, height: int, margin: float
     """
     x, y, w, h = (float(v) for v in bbox)
     w, h = w * (1 + 2 * margin), h * (1 + 2 * margin)
-    left = int(round((x - w / 2) * width))
-    top = int(round((y - h / 2) * height))
-    right = int(round((x + w / 2) * width))
-    bottom = int(round((y + h / 2) * height))
+    left = round((x - w / 2) * width)
+    top = round((y - h / 2) * height)
+    right = round((x + w / 2) * width)
+    bottom = round((y + h / 2) * height)
     left, top = min(max(left, 0), width - 1), min(max(top, 0), height - 1)
     right, bottom = min(max(right, left + 1), width), min(max(bottom, top + 1), height)
     return left, top, right, bottom
@@ -43,6 +43,6 @@ def window_in_region(
     slack_w, slack_h = (right - left) - size_w, (bottom - top) - size_h
     x0 = left + (slack_w * jitter[0] if slack_w > 0 else slack_w / 2)
     y0 = top + (slack_h * jitter[1] if slack_h > 0 else slack_h / 2)
-    x0 = int(round(min(max(x0, 0), width - size_w)))
-    y0 = int(round(min(max(y0, 0), height - size_h)))
+    x0 = round(min(max(x0, 0), width - size_w))
+    y0 = round(min(max(y0, 0), height - size_h))
     return x0, y0, x0 + size_w, y0 + size_h

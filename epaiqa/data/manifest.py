@@ -214,7 +214,9 @@ def validate(root: str | Path, check_images: bool = True) -> tuple[list[PAISampl
                 continue
             width, height = sizes["edited"]  # type: ignore[misc]
             if sample.bbox[2] * width < 1 or sample.bbox[3] * height < 1:
-                problems.append(Problem(MANIFEST, lineno, "bbox", f"box is under one pixel on a {width}x{height} image"))
+                problems.append(
+                    Problem(MANIFEST, lineno, "bbox", f"box is under one pixel on a {width}x{height} image")
+                )
                 continue
         samples.append(sample)
     if not samples and not problems:

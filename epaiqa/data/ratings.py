@@ -108,12 +108,7 @@ def read_ratings(path: str | Path, known_ids: set[str] | None = None) -> list[Ra
 
 def conflicting(rating: Rating) -> bool:
     """Completion below 3 with an overall above 2 breaks the scoring criteria."""
-    return (
-        rating.completion is not None
-        and rating.overall is not None
-        and rating.completion < 3
-        and rating.overall > 2
-    )
+    return rating.completion is not None and rating.overall is not None and rating.completion < 3 and rating.overall > 2
 
 
 def iqr_inliers(values: list[float]) -> list[bool]:

@@ -51,7 +51,7 @@ def make_splits(
         groups[s.source if group_by == "source" else s.id].append(s.id)
     keys = sorted(groups)
     order = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
-    target = {t: int(round(test_fraction * len(ids))) for t, ids in members.items()}
+    target = {t: round(test_fraction * len(ids)) for t, ids in members.items()}
     count = dict.fromkeys(members, 0)
     test: set[str] = set()
 
@@ -74,9 +74,7 @@ def make_splits(
                 test.update(groups[key])
                 for t in wanted:
                     count[t] += c[t]
-    subsets = {
-        t: {"train": sorted(ids - test), "test": sorted(ids & test)} for t, ids in members.items()
-    }
+    subsets = {t: {"train": sorted(ids - test), "test": sorted(ids & test)} for t, ids in members.items()}
     return {"seed": seed, "test_fraction": test_fraction, "group_by": group_by, "subsets": subsets}
 
 
@@ -106,14 +104,18 @@ def load_splits(root: str | Path, samples: Sequence[PAISample]) -> dict[str, dic
                 continue
             unknown = [i for i in ids if str(i) not in known]
             if unknown:
-                problems.append(f"{SPLITS}: subsets.{task}.{part}: {len(unknown)} ids not in the manifest, e.g. {unknown[0]!r}")
+                problems.append(
+                    f"{SPLITS}: subsets.{task}.{part}: {len(unknown)} ids not in the manifest, e.g. {unknown[0]!r}"
+                )
             if part == "test":
                 all_test.update(map(str, ids))
     if not problems:
         for task in TASKS:
             leaked = set(map(str, subsets[task]["train"])) & all_test
             if leaked:
-                problems.append(f"{SPLITS}: subsets.{task}.train: {len(leaked)} ids are in a test set, e.g. {sorted(leaked)[0]!r}")
+                problems.append(
+                    f"{SPLITS}: subsets.{task}.train: {len(leaked)} ids are in a test set, e.g. {sorted(leaked)[0]!r}"
+                )
     if problems:
         raise DataError(f"{path} is invalid:", problems)
     return {t: {p: [str(i) for i in subsets[t][p]] for p in ("train", "test")} for t in TASKS}

@@ -99,14 +99,18 @@ def object_operation(
         top, left = rng.integers(0, dh - side + 1), rng.integers(0, dw - side + 1)
         patch = to_array(to_pil(donor[top : top + side, left : left + side]).resize((w, h), Image.Resampling.BICUBIC))
         out = match_channel_means(patch, region)
-        return out, Edit(f"Replace the {subject} with a {donor_subject}.", f"the {subject} is replaced by a {donor_subject}")
+        return out, Edit(
+            f"Replace the {subject} with a {donor_subject}.", f"the {subject} is replaced by a {donor_subject}"
+        )
     # removal: the surround's colours, smoothly interpolated over the region (an inpainting-like fill)
     border = np.concatenate([region[0], region[-1], region[:, 0], region[:, -1]])
     small = to_pil(region).resize((3, 3), Image.Resampling.BOX)
     fill = to_array(small.resize((w, h), Image.Resampling.BICUBIC))
     fill = np.clip(0.5 * fill + 0.5 * border.mean(axis=0), 0, 1).astype(np.float32)
     texture = rng.normal(0, 0.01, size=region.shape).astype(np.float32)
-    return np.clip(fill + texture, 0, 1), Edit(f"Remove the {subject}.", f"the {subject} is removed and filled with background")
+    return np.clip(fill + texture, 0, 1), Edit(
+        f"Remove the {subject}.", f"the {subject} is removed and filled with background"
+    )
 
 
 COLOURS = {"red": 0.0, "orange": 0.08, "yellow": 0.15, "green": 0.33, "blue": 0.62, "purple": 0.78}
@@ -122,7 +126,9 @@ def semantic_change(
         detail = luminance(tex)[..., None] - luminance(tex).mean()
         out = np.clip(region.mean(axis=(0, 1)) * 0.5 + region * 0.5 + 1.2 * detail, 0, 1)
         out = match_luminance(out.astype(np.float32), region)
-        return out, Edit(f"Make the {subject} look like it is made of {material}.", f"the {subject} takes on a {material} texture")
+        return out, Edit(
+            f"Make the {subject} look like it is made of {material}.", f"the {subject} takes on a {material} texture"
+        )
     colour = list(COLOURS)[rng.integers(len(COLOURS))]
     hue = COLOURS[colour]
     r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 1.0)
@@ -153,7 +159,7 @@ def degrade(region: np.ndarray, kind: str, severity: float, rng: np.random.Gener
         return np.clip(region + rng.normal(0, 0.16 * severity, size=region.shape), 0, 1).astype(np.float32)
     if kind == "blockiness":
         buffer = io.BytesIO()
-        to_pil(region).save(buffer, format="JPEG", quality=max(2, int(round(60 - 58 * severity))))
+        to_pil(region).save(buffer, format="JPEG", quality=max(2, round(60 - 58 * severity)))
         return to_array(Image.open(buffer))
     if kind == "distortion":
         h, w = region.shape[:2]
@@ -188,9 +194,7 @@ def blend_for(severity: float, box_size: tuple[int, int], rng: np.random.Generat
     return Blend(feather=float(feather), offset=offset, halo=float(halo))
 
 
-def paste(
-    source: np.ndarray, content: np.ndarray, box: tuple[int, int, int, int], blend: Blend
-) -> np.ndarray:
+def paste(source: np.ndarray, content: np.ndarray, box: tuple[int, int, int, int], blend: Blend) -> np.ndarray:
     """Composite edited content into the source within ``box`` using the blend's seam, offset and halo."""
     left, top, right, bottom = box
     h, w = bottom - top, right - left

@@ -169,7 +169,15 @@ def generate_demo_set(
             params["photo"] = photo.name
             params_by_id[sid] = params
             samples.append(
-                PAISample(sid, source_rel, edited_rel, params["prompt"], params["bbox"], params["edit_type"], EDITORS[params["edit_type"]])
+                PAISample(
+                    sid,
+                    source_rel,
+                    edited_rel,
+                    params["prompt"],
+                    params["bbox"],
+                    params["edit_type"],
+                    EDITORS[params["edit_type"]],
+                )
             )
             truth = true_scores(params["harmony_severity"], params["naturalness_severity"], params["completion"])
             rng = np.random.default_rng([seed, 2, index])
