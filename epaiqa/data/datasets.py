@@ -1,0 +1,99 @@
+"""Torch datasets of PAI samples: what a scoring model sees for each task (NR or FR)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
+
+from epaiqa.data.crops import bbox_to_pixels, window_in_region
+from epaiqa.data.schema import EDIT_TYPES, PAISample
+from epaiqa.errors import ConfigError
+
+#: What the model sees of an image:
+#: whole — the full image, resized (the paper's harmony input);
+#: region — the edited region's box, resized (the paper's naturalness input);
+#: context — the region's box grown by ``margin`` on each side, resized (boundary included);
+#: native — a window of ``image_size`` pixels inside the region at native scale, no resizing.
+VIEWS: tuple[str, ...] = ("whole", "region", "context", "native")
+DEFAULT_VIEW = {"harmony": "whole", "naturalness": "region", "overall": "whole"}
+
+
+class PAIDataset(Dataset):
+    """Samples of one task as dict items: ``img`` (edited), ``ref`` (source, FR only), ``mos``, ``id``, ``edit_type``.
+
+    Images are decoded on access (worker-safe: no open handles are kept). With ``train=True`` the
+    native window is placed at random inside the region and images are flipped at random, the same
+    way for the edited and the source image; otherwise everything is deterministic.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        samples: Sequence[PAISample],
+        task: str,
+        view: str,
+        image_size: int,
+        reference: bool = False,
+        margin: float = 0.3,
+        train: bool = False,
+    ) -> None:
+        if view not in VIEWS:
+            raise ConfigError(f"data.view must be one of {', '.join(VIEWS)}, got {view!r}")
+        missing = [s.id for s in samples if s.score(task) is None]
+        if missing:
+            raise ConfigError(f"{len(missing)} samples have no {task} score, e.g. {missing[0]!r}")
+        self.root = Path(root)
+        self.samples = list(samples)
+        self.task, self.view, self.image_size = task, view, image_size
+        self.reference, self.margin, self.train = reference, margin, train
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _box(self, sample: PAISample, width: int, height: int) -> tuple[int, int, int, int]:
+        if self.view == "whole":
+            return (0, 0, width, height)
+        if self.view == "region":
+            return bbox_to_pixels(sample.bbox, width, height)
+        if self.view == "context":
+            return bbox_to_pixels(sample.bbox, width, height, margin=self.margin)
+        jitter = tuple(torch.rand(2).tolist()) if self.train else (0.5, 0.5)
+        return window_in_region(sample.bbox, width, height, self.image_size, jitter)  # type: ignore[arg-type]
+
+    def _open(self, relpath: str) -> Image.Image:
+        with Image.open(self.root / relpath) as img:
+            return img.convert("RGB")
+
+    def _tensor(self, image: Image.Image, box: tuple[int, int, int, int]) -> torch.Tensor:
+        crop = image.crop(box)
+        if crop.size != (self.image_size, self.image_size):
+            crop = crop.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        return pil_to_tensor(crop).float().div_(255.0)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        edited = self._open(sample.edited)
+        box = self._box(sample, *edited.size)
+        item: dict[str, Any] = {
+            "img": self._tensor(edited, box),
+            "mos": torch.tensor(sample.score(self.task), dtype=torch.float32),
+            "id": sample.id,
+            "edit_type": sample.edit_type,
+            "edit_type_index": EDIT_TYPES.index(sample.edit_type),
+        }
+        if self.reference:  # the source, cut at the same place (scaled if its size differs)
+            source = self._open(sample.source)
+            sx, sy = source.width / edited.width, source.height / edited.height
+            sbox = (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+            item["ref"] = self._tensor(source, sbox)
+        if self.train and torch.rand(()) < 0.5:
+            for key in ("img", "ref"):
+                if key in item:
+                    item[key] = item[key].flip(-1)
+        return item

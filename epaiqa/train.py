@@ -1,0 +1,96 @@
+"""Train, test and record one run (the logic behind ``run.py``; importable by tests)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from epaiqa.checkpoint import AtomicCheckpointIO
+from epaiqa.errors import ConfigError, EPAIQAError
+from epaiqa.eval.results import print_results, write_results
+from epaiqa.io import atomic_write_text
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that surfaces the project's own errors instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, EPAIQAError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, EPAIQAError):
+            raise cause from None
+        raise ConfigError(f"cannot build {node.get('_target_', 'a config node')}: {exc}") from None
+
+
+def _predictions_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["id", "edit_type", "mos", "pred"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one experiment; returns its results (also written to ``results.json`` in the output folder)."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # validates the whole dataset root before any training
+    model = build(cfg.model)
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+
+    untrained = None
+    if cfg.get("eval_untrained") and not cfg.get("ckpt_path"):
+        model.metric_prefix = "untrained"
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        untrained = model.test_results
+        model.metric_prefix = "test"
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+
+    results = {
+        "task": datamodule.task,
+        "model": cfg.get("model_name") or model.hparams.get("baseline", type(model).__name__),
+        "seed": int(cfg.seed),
+        "n": len(model.test_predictions),
+        "metrics": model.test_results,
+        "untrained": untrained,
+        "data": {"root": str(datamodule.dataset_root), "view": datamodule.view, "reference": datamodule.reference},
+        "checkpoint": best,
+        "epochs": trainer.current_epoch,
+    }
+    atomic_write_text(out / "predictions.csv", _predictions_csv(model.test_predictions))
+    write_results(out, results)
+    print_results(results)
+    return results
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Entry used by ``run.py``: train, and turn project errors into one message and exit status 1."""
+    try:
+        results = train(cfg)
+    except EPAIQAError as exc:
+        import sys
+
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return results["metrics"]["all"]["srcc"]
