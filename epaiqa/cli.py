@@ -22,7 +22,11 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problems in {Path(args.root)}", file=sys.stderr)
         return 1
     sizes = ", ".join(f"{task} {len(ids)}" for task, ids in subset_members(samples).items())
-    checked = "manifest only" if args.no_images else f"{len({s.source for s in samples} | {s.edited for s in samples})} images"
+    checked = (
+        "manifest only"
+        if args.no_images
+        else f"{len({s.source for s in samples} | {s.edited for s in samples})} images"
+    )
     print(f"ok: {len(samples)} samples ({checked}); scored: {sizes}")
     return 0
 

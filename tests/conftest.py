@@ -13,7 +13,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 
-from epaiqa.data.demo import generate_demo_set  # noqa: E402
+from epaiqa.data.demo import generate_demo_set
 
 DEMO_N = 48
 

@@ -13,9 +13,7 @@ def lines(root: Path) -> list[dict]:
 
 
 def rewrite(root: Path, records: list) -> None:
-    (root / "manifest.jsonl").write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records)
-    )
+    (root / "manifest.jsonl").write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
 
 
 def problems_after(root: Path, line_no: int, change) -> list[str]:
@@ -35,7 +33,11 @@ def test_demo_root_is_valid(demo_root: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
-        ("source", "/etc/passwd", "manifest.jsonl:2: source: '/etc/passwd' must be a path relative to the dataset root"),
+        (
+            "source",
+            "/etc/passwd",
+            "manifest.jsonl:2: source: '/etc/passwd' must be a path relative to the dataset root",
+        ),
         ("edited", "../outside.jpg", "manifest.jsonl:2: edited: '../outside.jpg' leaves the dataset root"),
         ("edited", "edited/missing.jpg", "manifest.jsonl:2: edited: edited/missing.jpg: file not found"),
         ("bbox", [0.5, 0.5, 1.5, 0.2], "manifest.jsonl:2: bbox: values must lie in [0, 1]"),

@@ -11,7 +11,9 @@ FULL = {"overall": 3.0, "harmony": 3.0, "naturalness": 3.0, "completion": 3.0}
 
 
 def sample(i: int, mos: dict, source: str | None = None) -> PAISample:
-    return PAISample(f"{i:04d}", source or f"s/{i}.jpg", f"e/{i}.jpg", "p", (0.5, 0.5, 0.2, 0.2), "style_change", mos=mos)
+    return PAISample(
+        f"{i:04d}", source or f"s/{i}.jpg", f"e/{i}.jpg", "p", (0.5, 0.5, 0.2, 0.2), "style_change", mos=mos
+    )
 
 
 def mixed_samples(n: int = 500) -> list[PAISample]:

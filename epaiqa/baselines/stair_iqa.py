@@ -58,9 +58,9 @@ class StairIQA(nn.Module):
         open_branches: list[torch.Tensor] = []
         for k, stage in enumerate(self.stages):
             # every open branch takes one step down, fed with its state plus the current feature
-            open_branches = [
-                self.branches[j][k - j](state + x) for j, state in enumerate(open_branches)
-            ] + [self.branches[k][0](x)]
+            open_branches = [self.branches[j][k - j](state + x) for j, state in enumerate(open_branches)] + [
+                self.branches[k][0](x)
+            ]
             x = stage(x)
         x = x + sum(open_branches)
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))

@@ -51,7 +51,9 @@ class IQARegressor(L.LightningModule):
             raise ConfigError(f"unknown task {task!r}")
         self.save_hyperparameters()
         self.info = baseline_info(baseline)
-        self.net = create_baseline(baseline, pretrained=pretrained, weights_path=weights_path, **(baseline_kwargs or {}))
+        self.net = create_baseline(
+            baseline, pretrained=pretrained, weights_path=weights_path, **(baseline_kwargs or {})
+        )
         self.lo, self.hi = SCORE_RANGES[task]
         self.val_srcc, self.val_plcc, self.val_mse = SpearmanCorrCoef(), PearsonCorrCoef(), MeanSquaredError()
         self.metric_prefix = "test"

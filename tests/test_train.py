@@ -1,0 +1,131 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import EXPERIMENTS, make_cfg
+from omegaconf import open_dict
+
+from epaiqa.checkpoint import AtomicCheckpointIO
+from epaiqa.data.schema import EDIT_TYPES
+from epaiqa.errors import DataError
+from epaiqa.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_one_batch(demo_root: Path, tmp_path: Path, experiment: str) -> None:
+    cfg = make_cfg(demo_root, tmp_path, [f"experiment={experiment}", "debug=fdr"])
+    results = train(cfg)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["task"] == cfg.data.task and saved["model"] == cfg.baseline.name
+    assert set(saved["metrics"]) == {"all", *EDIT_TYPES}
+    assert saved["n"] == results["n"] > 0
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "predictions.csv").is_file()
+
+
+def test_results_have_the_documented_format(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        demo_root,
+        tmp_path,
+        ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "baseline=wadiqam_nr", "eval_untrained=true"],
+    )
+    train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {"task", "model", "seed", "n", "metrics", "untrained"} <= set(results)
+    assert results["model"] == "wadiqam_nr" and results["seed"] == 0
+    assert results["n"] == len((tmp_path / "predictions.csv").read_text().splitlines()) - 1
+    for part in ("metrics", "untrained"):
+        for col in ("all", *EDIT_TYPES):
+            assert set(results[part][col]) == {"srcc", "plcc", "n"}
+    assert results["metrics"]["all"]["n"] == sum(results["metrics"][t]["n"] for t in EDIT_TYPES)
+    assert Path(results["checkpoint"]).is_file()
+    metrics_csv = (tmp_path / "csv" / "metrics.csv").read_text()
+    assert "val/srcc" in metrics_csv and "test/srcc" in metrics_csv and "untrained/srcc" in metrics_csv
+
+
+def test_resume_from_checkpoint_continues_the_run(demo_root: Path, tmp_path: Path) -> None:
+    common = ["+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "baseline=wadiqam_nr"]
+    first = make_cfg(demo_root, tmp_path / "a", ["trainer.max_epochs=1", *common])
+    train(first)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 2 and state["epoch"] == 0
+
+    second = make_cfg(demo_root, tmp_path / "b", ["trainer.max_epochs=2", f"ckpt_path={last}", *common])
+    results = train(second)
+    resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 4 and resumed["epoch"] == 1
+    assert results["epochs"] == 2
+
+
+def test_invalid_root_stops_before_training(demo_copy: Path, tmp_path: Path) -> None:
+    lines = (demo_copy / "manifest.jsonl").read_text().splitlines()
+    record = json.loads(lines[5])
+    record["bbox"] = [0.5, 0.5, 1.2, 0.5]
+    lines[5] = json.dumps(record)
+    (demo_copy / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = make_cfg(demo_copy, tmp_path / "run", ["debug=fdr"])
+    with pytest.raises(DataError) as err:
+        train(cfg)
+    assert "manifest.jsonl:6: bbox: values must lie in [0, 1]" in err.value.problems[0]
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "results.json").exists()
+
+
+def test_run_py_prints_one_message_for_bad_input(tmp_path: Path) -> None:
+    env = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            f"data.root={tmp_path / 'missing'}",
+            "logger=csv",
+            f"hydra.run.dir={tmp_path / 'o'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "dataset root is not a directory" in result.stderr
+
+    bad = subprocess.run(
+        [sys.executable, "run.py", "baseline=nope", f"hydra.run.dir={tmp_path / 'o'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "Could not find 'baseline/nope'" in bad.stderr
+
+
+def test_wandb_logger_runs_offline(demo_root: Path, tmp_path: Path) -> None:
+    limits = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"]
+    cfg = make_cfg(demo_root, tmp_path, [*limits, "baseline=wadiqam_nr", "eval_untrained=false"])
+    with open_dict(cfg):
+        cfg.logger = make_cfg(demo_root, tmp_path, ["logger=default"]).logger
+    train(cfg)
+    assert list((tmp_path / "wandb").glob("offline-run-*")), "W&B wrote no offline run"
+
+
+def test_killed_checkpoint_write_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1}, target)
+
+    def crash(obj, fh, *args, **kwargs):
+        fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
