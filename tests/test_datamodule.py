@@ -67,8 +67,8 @@ def test_evaluation_is_deterministic_and_workers_give_the_same_batches(demo_root
 def test_unknown_task_and_view_are_config_errors(demo_root: Path) -> None:
     from epaiqa.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="data.task"):
+    with pytest.raises(ConfigError, match=r"data\.task"):
         PAIDataModule(root=str(demo_root), task="beauty")
     dm = PAIDataModule(root=str(demo_root), view="sideways")
-    with pytest.raises(ConfigError, match="data.view"):
+    with pytest.raises(ConfigError, match=r"data\.view"):
         dm.setup()
