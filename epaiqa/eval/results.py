@@ -37,7 +37,10 @@ def _fmt(value: float | None) -> str:
 
 def results_table(results: dict[str, Any]) -> Table:
     """SRCC/PLCC per edit type (rows) of the trained model, and of the untrained one when it was scored."""
-    table = Table(title=f"{results['model']} · {results['task']} · test n={results['n']} · seed {results['seed']}")
+    table = Table(
+        title=f"{results['model']} · {results['task']} · test n={results['n']} · seed {results['seed']}",
+        caption="Type-1 style change · Type-2 object enhancement · Type-3 object operation · Type-4 semantic change",
+    )
     table.add_column("edit type")
     table.add_column("n", justify="right")
     runs = [("trained", results["metrics"])]
@@ -47,7 +50,7 @@ def results_table(results: dict[str, Any]) -> Table:
         table.add_column(f"{label} SRCC", justify="right")
         table.add_column(f"{label} PLCC", justify="right")
     for col in COLUMNS:
-        cells = [f"{TYPE_LABELS[col]} {col}" if col != "all" else "Overall", str(results["metrics"][col]["n"])]
+        cells = [TYPE_LABELS[col], str(results["metrics"][col]["n"])]
         for _, metrics in runs:
             cells += [_fmt(metrics[col]["srcc"]), _fmt(metrics[col]["plcc"])]
         table.add_row(*cells)
