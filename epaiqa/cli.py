@@ -1,4 +1,4 @@
-"""``epaiqa`` command line: validate, prepare, demo-data."""
+"""``epaiqa`` command line: validate, prepare, demo-data, report."""
 
 from __future__ import annotations
 
@@ -54,6 +54,27 @@ def _demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from epaiqa.eval.report import collect, log_to_wandb, to_markdown, write_report
+
+    report = collect(args.dirs)
+    if not report.tables and not report.failed:
+        print(f"error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
+        return 1
+    out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
+    for task, table in report.tables.items():
+        print(to_markdown(task, table, report.runs[task]))
+    written = write_report(report, out)
+    for failure in report.failed:
+        print(f"FAILED {failure['dir']}: {failure.get('error', '?')}")
+    for path in report.unreadable:
+        print(f"unreadable: {path}", file=sys.stderr)
+    if log_to_wandb(report):
+        print("logged the tables to the active W&B run")
+    print(f"wrote {len(written)} files to {out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="epaiqa", description=__doc__)
@@ -78,6 +99,10 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=192, help="side of the square images in pixels")
     d.add_argument("--force", action="store_true")
     d.set_defaults(func=_demo_data)
+    rp = sub.add_parser("report", help="Tables 1-2 layout (CSV + markdown) from run folders")
+    rp.add_argument("dirs", nargs="+", help="run or multirun folders (searched for results.json)")
+    rp.add_argument("--out", help="where to write <task>.csv and <task>.md (default: FIRST_DIR/report)")
+    rp.set_defaults(func=_report)
     return p
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from epaiqa.checkpoint import AtomicCheckpointIO
 from epaiqa.errors import ConfigError, EPAIQAError
 from epaiqa.eval.results import print_results, write_results
-from epaiqa.io import atomic_write_text
+from epaiqa.io import atomic_write_json, atomic_write_text
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -84,13 +85,33 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def run(cfg: DictConfig) -> float | None:
-    """Entry used by ``run.py``: train, and turn project errors into one message and exit status 1."""
+    """Entry used by ``run.py``.
+
+    A single run turns project errors into one message and exit status 1. In a multirun sweep a
+    failed job writes ``failed.json`` (the error, the overrides) into its folder and returns, so the
+    other jobs still run and ``epaiqa report`` lists the failure.
+    """
     try:
         results = train(cfg)
-    except EPAIQAError as exc:
-        import sys
+    except Exception as exc:
+        if not _multirun():
+            if isinstance(exc, EPAIQAError):
+                print(f"error: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            raise
+        from hydra.core.hydra_config import HydraConfig
 
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        hc = HydraConfig.get()
+        failure = {"error": f"{type(exc).__name__}: {exc}", "overrides": list(hc.overrides.task)}
+        atomic_write_json(Path(hc.runtime.output_dir) / "failed.json", failure)
+        print(f"job {hc.job.num} failed: {failure['error']}", file=sys.stderr)
+        return None
     return results["metrics"]["all"]["srcc"]

@@ -129,3 +129,22 @@ def test_killed_checkpoint_write_leaves_no_partial_file(tmp_path: Path, monkeypa
     monkeypatch.undo()
     assert torch.load(target, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_multirun_sweep_survives_a_failed_job_and_reports_it(demo_root: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = [
+        sys.executable, "run.py", "-m", f"data.root={demo_root}", "data.view=context,sideways",
+        "baseline=wadiqam_nr", "baseline.image_size=64", "baseline.batch_size=4", "debug=fdr", "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    env = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(sweep.glob("*/results.json"))) == 1
+    (failed,) = sweep.glob("*/failed.json")
+    assert "data.view must be one of" in json.loads(failed.read_text())["error"]
+    from epaiqa.eval.report import collect
+
+    report = collect([sweep])
+    assert list(report.tables["harmony"]) == ["wadiqam_nr"] and len(report.failed) == 1
