@@ -69,8 +69,14 @@ def _report(args: argparse.Namespace) -> int:
         print(f"FAILED {failure['dir']}: {failure.get('error', '?')}")
     for path in report.unreadable:
         print(f"unreadable: {path}", file=sys.stderr)
+    if args.wandb:
+        import wandb
+
+        wandb.init(project="epaiqa", job_type="report", dir=str(out))
     if log_to_wandb(report):
         print("logged the tables to the active W&B run")
+    if args.wandb:
+        wandb.finish()
     print(f"wrote {len(written)} files to {out}")
     return 0
 
@@ -102,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="Tables 1-2 layout (CSV + markdown) from run folders")
     rp.add_argument("dirs", nargs="+", help="run or multirun folders (searched for results.json)")
     rp.add_argument("--out", help="where to write <task>.csv and <task>.md (default: FIRST_DIR/report)")
+    rp.add_argument("--wandb", action="store_true", help="log the tables to a new W&B run (offline unless WANDB_MODE)")
     rp.set_defaults(func=_report)
     return p
 

@@ -80,8 +80,15 @@ class IQARegressor(L.LightningModule):
         return F.mse_loss(pred, target) + plcc_loss(pred, target)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        pred, target = self._normalised(batch)
-        loss = self._loss(pred, target)
+        branches = getattr(self.net.net, "branch_scores", None)
+        if branches is not None and not self.info.reference:
+            # multi-branch models (JOINT) train every branch on the label; the fixed combination predicts
+            target = (batch["mos"] - self.lo) / (self.hi - self.lo)
+            scores = branches(batch["img"])
+            loss = sum(self._loss(scores[:, i], target) for i in range(scores.shape[1]))
+        else:
+            pred, target = self._normalised(batch)
+            loss = self._loss(pred, target)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
         return loss
 
