@@ -21,6 +21,12 @@ FAMILIES: tuple[str, ...] = (
     "epaiqa.baselines.stair_iqa",
     "epaiqa.baselines.topiq",
     "epaiqa.baselines.wadiqam",
+    "epaiqa.baselines.dbcnn",
+    "epaiqa.baselines.hyperiqa",
+    "epaiqa.baselines.musiq",
+    "epaiqa.baselines.nima",
+    "epaiqa.baselines.clip_iqa",
+    "epaiqa.baselines.joint",
 )
 
 
