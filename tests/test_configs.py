@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import pytest
+
+from epaiqa.baselines import baseline_info, list_baselines
+from helpers import CONF, make_cfg
+
+BASELINE_FILES = sorted(p.stem for p in (CONF / "baseline").glob("*.yaml"))
+
+
+def test_every_registered_baseline_has_a_config_and_back() -> None:
+    assert BASELINE_FILES == list_baselines()
+
+
+@pytest.mark.parametrize("name", BASELINE_FILES)
+def test_baseline_config_matches_the_registry(tmp_path: Path, name: str) -> None:
+    cfg = make_cfg(tmp_path, tmp_path, ["experiment=baseline_harmony", f"baseline={name}"], small=False)
+    info = baseline_info(name)
+    assert cfg.baseline.name == name
+    assert cfg.data.reference is info.reference  # FR models get the source image
+    assert cfg.model.baseline == name and cfg.trainer.max_epochs == cfg.baseline.max_epochs
+    assert cfg.baseline.pretrained is False  # the embedded default never needs weights
+
+
+def test_demo_matrix_profile_shrinks_training_only(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, tmp_path, ["experiment=baseline_naturalness", "profile=demo_matrix"], small=False)
+    assert cfg.trainer.max_epochs == 3 and cfg.trainer.limit_train_batches == 40
+    assert "limit_test_batches" not in cfg.trainer  # the test split is always scored whole
+    assert cfg.data.task == "naturalness" and cfg.data.view == "region"
