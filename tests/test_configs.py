@@ -1,15 +1,15 @@
 from pathlib import Path
 
 import pytest
+from helpers import CONF, make_cfg
 
 from epaiqa.baselines import baseline_info, list_baselines
-from helpers import CONF, make_cfg
 
 BASELINE_FILES = sorted(p.stem for p in (CONF / "baseline").glob("*.yaml"))
 
 
 def test_every_registered_baseline_has_a_config_and_back() -> None:
-    assert BASELINE_FILES == list_baselines()
+    assert list_baselines() == BASELINE_FILES
 
 
 @pytest.mark.parametrize("name", BASELINE_FILES)
