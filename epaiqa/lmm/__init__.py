@@ -1,0 +1,1 @@
+"""Building blocks of the EPAIQA LMM (paper §4): backbones, instruction pairs, level scoring, grounding."""

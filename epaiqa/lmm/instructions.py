@@ -1,0 +1,339 @@
+"""Instruction question–answer pairs of the three training stages (paper §4, appendix E), and their encoding.
+
+Builders turn a :class:`~epaiqa.data.schema.PAISample` into an :class:`Instruction`: a chat conversation in
+the Hugging Face format (``{"role": ..., "content": [{"type": "image"} | {"type": "text", "text": ...}]}``,
+images where the paper writes ``[image]``) and the PIL images in order. Texts are appendix E's, word for
+word, except for obvious typos, fixed here:
+
+- E.1: "The original image i:" → "The original image is:"; a full stop ends the question.
+- E.3 answer: "The local naturalness:[CoT]" → "The local naturalness: [CoT]"; a full stop ends the answer.
+- "[CoT]." / "[prompt]." get no second full stop when the inserted text already ends a sentence.
+
+Not in appendix E, chosen here: the completion level words (§3.1's "non-compliant", "partly-compliant",
+"fully compliant"), the bbox answer's number format (4 decimal places), and the sentence that names the
+red box in the 'reference' ablation (§5.3), :data:`REFERENCE_SENTENCE`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from PIL import Image, ImageDraw
+from transformers import BatchFeature
+
+from epaiqa.data.crops import bbox_to_pixels, crop_region
+from epaiqa.data.levels import score_to_level
+from epaiqa.data.schema import PAISample
+from epaiqa.errors import ConfigError, DataError
+
+Message = dict[str, Any]
+Conversation = list[Message]
+
+#: Appendix E.1 (stage 1, grounding pre-training).
+GROUNDING_QUESTION = (
+    "The original image is: ",
+    None,
+    ", the image after partial editing is: ",
+    None,
+    ". Please output the representation of the local editing area. It is expressed as four decimals in the "
+    "range [0,1] (as a percentage of the image), where the first two digits are the horizontal/vertical "
+    "coordinates of the center point of the editing area, and the last two digits are the width/height "
+    "coordinates of the size of the editing area.",
+)
+GROUNDING_ANSWER = "The four coefficients representing the editing area are: ({}, {}, {}, {})."
+
+#: Appendix E.2 (stage 2, quantitative prediction): the text after the image sentence (and the CoT).
+LEVEL_CHOICES = "(There are 5 levels in total: bad, poor, fair, good, excellent)"
+HARMONY_IMAGE_SENTENCE = "The image after partial editing is: "
+HARMONY_REQUEST = (
+    f"Please rate the harmony between the edited area and the overall edited image {LEVEL_CHOICES}. "
+    "Then output the harmony level."
+)
+NATURALNESS_IMAGE_SENTENCE = "The editing area of image after partial editing is: "
+NATURALNESS_REQUEST = (
+    f"Please rate the naturalness of the edited area {LEVEL_CHOICES}. Then output the naturalness level."
+)
+
+#: Appendix E.3 (stage 3, overall editing quality with explanation).
+EXPLAIN_REQUEST = (
+    "First, determine whether the prompt is followed. If not, analyze it and directly give the overall "
+    "quality level as bad. If partially followed, analyze it and directly give the overall quality level as "
+    "poor. If followed, first analyze the prompt completion, the local naturalness of the edited area and the "
+    "overall harmony, then please give the final overall editing quality level based on the analysis and the "
+    "overall presentation quality of the edited image."
+)
+
+#: Answer sentences ending in a level word; ``{}`` is the level. Scoring reads the level token's logits.
+ANSWER_TEMPLATES: dict[str, str] = {
+    "harmony": "Harmony level is: {}.",
+    "naturalness": "Naturalness level is: {}.",
+    "overall": "Therefore, the overall editing quality level of the image is {}.",
+}
+
+#: Prompt completion 1..3 in words (paper §3.1), for "The prompt completion is [Completion Level]."
+COMPLETION_LEVELS: tuple[str, ...] = ("non-compliant", "partly-compliant", "fully compliant")
+#: The overall level the E.3 question prescribes when the prompt is not / partly followed.
+LOW_COMPLETION_OVERALL: dict[int, str] = {1: "bad", 2: "poor"}
+
+#: 'reference' ablation (§5.3): the edited region is boxed on the edited image and named in the question.
+REFERENCE_SENTENCE = "The edited area is marked with a red box."
+REFERENCE_COLOUR = (255, 0, 0)
+
+_SENTENCE_ENDS = (".", "!", "?")
+
+
+class Instruction(NamedTuple):
+    """One question–answer pair: the conversation (user turn, assistant answer) and its images in order."""
+
+    conversation: Conversation
+    images: list[Image.Image]
+
+
+def sentence(text: str) -> str:
+    """``text`` stripped, with a full stop added unless it already ends a sentence."""
+    text = text.strip()
+    return text if text.endswith(_SENTENCE_ENDS) else text + "."
+
+
+def _user(*parts: str | None) -> Message:
+    """A user turn; ``None`` stands for an image, text parts are kept as written."""
+    content = [{"type": "image"} if p is None else {"type": "text", "text": p} for p in parts if p != ""]
+    return {"role": "user", "content": content}
+
+
+def _assistant(text: str) -> Message:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def _open(root: str | Path, relpath: str) -> Image.Image:
+    with Image.open(Path(root) / relpath) as img:
+        return img.convert("RGB")
+
+
+def _mos(sample: PAISample, dimension: str) -> float:
+    value = sample.score(dimension)
+    if value is None:
+        raise DataError(f"sample {sample.id!r} has no {dimension} score: it cannot be a {dimension} instruction")
+    return float(value)
+
+
+def _cot(sample: PAISample, section: str) -> str:
+    text = (sample.cot or {}).get(section)
+    if not text or not text.strip():
+        raise DataError(f"sample {sample.id!r} has no '{section}' chain-of-thought (cot.{section})")
+    return text
+
+
+def draw_reference_box(image: Image.Image, bbox: Sequence[float]) -> Image.Image:
+    """A copy of ``image`` with the edited region outlined in red (the 'reference' ablation's input)."""
+    boxed = image.copy()
+    left, top, right, bottom = bbox_to_pixels(bbox, image.width, image.height)
+    width = max(1, round(0.01 * max(image.size)))
+    ImageDraw.Draw(boxed).rectangle((left, top, right - 1, bottom - 1), outline=REFERENCE_COLOUR, width=width)
+    return boxed
+
+
+def grounding_answer(bbox: Sequence[float], places: int = 4) -> str:
+    """E.1's answer for ⟨x, y, z1, z2⟩: "The four coefficients representing the editing area are: (…)."."""
+    if len(bbox) != 4:
+        raise ValueError(f"bbox needs four numbers, got {len(bbox)}")
+    return GROUNDING_ANSWER.format(*(f"{float(v):.{places}f}" for v in bbox))
+
+
+def grounding_instruction(sample: PAISample, root: str | Path, places: int = 4) -> Instruction:
+    """Stage 1: source and edited image → the edited region's centre and size (appendix E.1)."""
+    images = [_open(root, sample.source), _open(root, sample.edited)]
+    return Instruction([_user(*GROUNDING_QUESTION), _assistant(grounding_answer(sample.bbox, places))], images)
+
+
+def level_answer(dimension: str, score: float) -> str:
+    """E.2/E.3 answer sentence for a 1–5 score, e.g. "Harmony level is: good."."""
+    return ANSWER_TEMPLATES[dimension].format(score_to_level(score))
+
+
+def harmony_instruction(
+    sample: PAISample, root: str | Path, with_cot: bool = False, reference: bool = False
+) -> Instruction:
+    """Stage 2 harmony: the whole edited image → "Harmony level is: [level]." (appendix E.2).
+
+    ``with_cot`` puts the sample's harmony CoT where E.2 writes [CoT] (in the question: the paper gives it as
+    prior knowledge, and its CoTs were written for low-harmony images, so it hints at the answer).
+    ``reference`` boxes the edited region and names the box (§5.3).
+    """
+    edited = _open(root, sample.edited)
+    if reference:
+        edited = draw_reference_box(edited, sample.bbox)
+    after = [REFERENCE_SENTENCE] if reference else []
+    if with_cot:
+        after.append(sentence(_cot(sample, "harmony")))
+    text = ". " + " ".join([*after, HARMONY_REQUEST])
+    question = _user(HARMONY_IMAGE_SENTENCE, None, text)
+    return Instruction([question, _assistant(level_answer("harmony", _mos(sample, "harmony")))], [edited])
+
+
+def naturalness_instruction(
+    sample: PAISample, root: str | Path, with_cot: bool = False, margin: float = 0.0
+) -> Instruction:
+    """Stage 2 naturalness: the edited region's crop → "Naturalness level is: [level]." (appendix E.2).
+
+    The crop is :func:`~epaiqa.data.crops.crop_region` of the edited image (``margin`` adds context).
+    """
+    crop = crop_region(_open(root, sample.edited), sample.bbox, margin=margin)
+    cot = [sentence(_cot(sample, "naturalness"))] if with_cot else []
+    text = ". " + " ".join([*cot, NATURALNESS_REQUEST])
+    question = _user(NATURALNESS_IMAGE_SENTENCE, None, text)
+    return Instruction([question, _assistant(level_answer("naturalness", _mos(sample, "naturalness")))], [crop])
+
+
+def completion_level(sample: PAISample) -> int:
+    """Prompt completion 1..3 (voted, so an integer; a mean is rounded)."""
+    value = round(_mos(sample, "completion"))
+    if value not in (1, 2, 3):
+        raise DataError(f"sample {sample.id!r}: prompt completion must be 1..3, got {sample.score('completion')}")
+    return value
+
+
+def explain_answer(sample: PAISample, with_cot: bool = True) -> str:
+    """E.3's answer: completion level, its analysis, harmony and naturalness analyses, overall level.
+
+    When the prompt is not (1) or partly (2) followed only the completion analysis follows, and the overall
+    level is the question's bad / poor. ``with_cot=False`` (the w/o-CoT ablation) keeps only the levels.
+    """
+    completion = completion_level(sample)
+    parts = [f"The prompt completion is {COMPLETION_LEVELS[completion - 1]}."]
+    if with_cot:
+        parts.append(sentence(_cot(sample, "completion")))
+    if completion < 3:
+        overall = LOW_COMPLETION_OVERALL[completion]
+    else:
+        overall = score_to_level(_mos(sample, "overall"))
+        if with_cot:
+            parts.append("The harmony: " + sentence(_cot(sample, "harmony")))
+            parts.append("The local naturalness: " + sentence(_cot(sample, "naturalness")))
+    parts.append(ANSWER_TEMPLATES["overall"].format(overall))
+    return " ".join(parts)
+
+
+def explain_instruction(
+    sample: PAISample, root: str | Path, with_cot: bool = True, reference: bool = False
+) -> Instruction:
+    """Stage 3: source, edited image and prompt → explained overall editing quality (appendix E.3)."""
+    source, edited = _open(root, sample.source), _open(root, sample.edited)
+    if reference:
+        edited = draw_reference_box(edited, sample.bbox)
+    tail = [sentence(f"The partial editing prompt is: {sample.prompt.strip()}")]
+    if reference:
+        tail.append(REFERENCE_SENTENCE)
+    question = _user(
+        "The original image is: ",
+        None,
+        ", the image after partial editing is: ",
+        None,
+        ". " + " ".join([*tail, EXPLAIN_REQUEST]),
+    )
+    return Instruction([question, _assistant(explain_answer(sample, with_cot))], [source, edited])
+
+
+def answer_text(conversation: Conversation) -> str:
+    """The text of the conversation's final assistant turn."""
+    if not conversation or conversation[-1].get("role") != "assistant":
+        raise ConfigError("the conversation does not end with an assistant answer")
+    content = conversation[-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part["text"] for part in content if part.get("type") == "text")
+
+
+def prompt_only(conversation: Conversation) -> Conversation:
+    """The conversation without a final assistant answer (what the model sees at test time)."""
+    if conversation and conversation[-1].get("role") == "assistant":
+        return conversation[:-1]
+    return list(conversation)
+
+
+def tokenizer_of(processor: Any) -> Any:
+    """The processor's tokenizer (or the argument itself when it is a tokenizer)."""
+    return getattr(processor, "tokenizer", processor)
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def special_token_ids(tokenizer: Any) -> set[int]:
+    """Ids of the tokenizer's special tokens: named ones and added tokens marked special."""
+    ids = set(getattr(tokenizer, "all_special_ids", []))
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    ids.update(i for i, token in added.items() if getattr(token, "special", False))
+    return ids
+
+
+class AnswerSpan(NamedTuple):
+    """Where the answer sits at the end of a tokenised conversation, counted from the last token."""
+
+    tail_ids: list[int]  # tokens from the first answer token to the end of the conversation
+    supervised: int  # how many of them are learned: the answer and its end-of-turn token
+
+
+def answer_span(processor: Any, conversation: Conversation) -> AnswerSpan:
+    """The answer's tokens as the processor's chat template and tokenizer produce them.
+
+    The prompt-with-generation-prompt and the full conversation are rendered with the chat template and
+    tokenised; the prompt must be a token prefix of the full text, and so must the prompt plus the answer.
+    What follows the answer is the end-of-turn: the suffix up to and including its first special token
+    (``<|im_end|>`` in the Qwen2 format) is learned, the rest (the newline) is not. Images only ever stand
+    in the prompt, so this tail is the same after the processor has expanded the image tokens.
+    """
+    tokenizer = tokenizer_of(processor)
+    answer = answer_text(conversation)
+    if not answer:
+        raise ConfigError("the assistant answer is empty: there is nothing to learn")
+    prompt = processor.apply_chat_template(prompt_only(conversation), add_generation_prompt=True, tokenize=False)
+    full = processor.apply_chat_template(conversation, tokenize=False)
+    if not full.startswith(prompt) or not full[len(prompt) :].startswith(answer):
+        raise ConfigError(
+            "the chat template does not render the answer right after the generation prompt; "
+            "the label mask cannot be derived for this processor"
+        )
+    prompt_ids, head_ids, full_ids = _ids(tokenizer, prompt), _ids(tokenizer, prompt + answer), _ids(tokenizer, full)
+    if full_ids[: len(prompt_ids)] != prompt_ids or full_ids[: len(head_ids)] != head_ids:
+        raise ConfigError("the answer's first or last token merges with its neighbours in tokenisation")
+    suffix = full_ids[len(head_ids) :]
+    special = special_token_ids(tokenizer)
+    end_of_turn = next((i + 1 for i, t in enumerate(suffix) if t in special), min(1, len(suffix)))
+    return AnswerSpan(full_ids[len(prompt_ids) :], len(head_ids) - len(prompt_ids) + end_of_turn)
+
+
+def encode_supervised(
+    processor: Any,
+    conversations: Sequence[Conversation],
+    images: Sequence[Sequence[Image.Image]],
+    **processor_kwargs: Any,
+) -> BatchFeature:
+    """A padded training batch: the processor's inputs (ids, mask, pixel values, …) and ``labels``.
+
+    Labels are -100 except on each answer and its end-of-turn token (:func:`answer_span`); left or right
+    padding, whichever the tokenizer uses. Each sample's images are passed as one list, so multi-image
+    samples are recognised as such.
+    """
+    if len(conversations) != len(images):
+        raise ValueError(f"{len(conversations)} conversations but {len(images)} image lists")
+    texts = [processor.apply_chat_template(c, tokenize=False) for c in conversations]
+    batch = processor(
+        text=texts, images=[list(i) for i in images], padding=True, return_tensors="pt", **processor_kwargs
+    )
+    input_ids, mask = batch["input_ids"], batch["attention_mask"]
+    labels = torch.full_like(input_ids, -100)
+    for row, conversation in enumerate(conversations):
+        span = answer_span(processor, conversation)
+        positions = mask[row].nonzero().flatten()[-len(span.tail_ids) :]
+        tail = torch.tensor(span.tail_ids, dtype=input_ids.dtype)
+        if len(positions) != len(tail) or not torch.equal(input_ids[row, positions], tail):
+            raise ConfigError(f"sample {row}: the processor's tokens do not end with the answer (truncated?)")
+        keep = positions[: span.supervised]
+        labels[row, keep] = input_ids[row, keep]
+    batch["labels"] = labels
+    return batch

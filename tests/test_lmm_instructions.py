@@ -1,0 +1,264 @@
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from epaiqa.data.schema import PAISample
+from epaiqa.errors import ConfigError, DataError
+from epaiqa.lmm.backbones import build_tiny_llava_onevision
+from epaiqa.lmm.instructions import (
+    Conversation,
+    answer_span,
+    answer_text,
+    encode_supervised,
+    explain_instruction,
+    grounding_instruction,
+    harmony_instruction,
+    naturalness_instruction,
+    prompt_only,
+)
+
+# Appendix E, written out by hand ([image] where an image goes; typos fixed as the module's docstring says).
+E1_QUESTION = (
+    "The original image is: [image], the image after partial editing is: [image]. Please output the "
+    "representation of the local editing area. It is expressed as four decimals in the range [0,1] (as a "
+    "percentage of the image), where the first two digits are the horizontal/vertical coordinates of the "
+    "center point of the editing area, and the last two digits are the width/height coordinates of the size of "
+    "the editing area."
+)
+E2_HARMONY = (
+    "The image after partial editing is: [image].{cot} Please rate the harmony between the edited area and the "
+    "overall edited image (There are 5 levels in total: bad, poor, fair, good, excellent). Then output the "
+    "harmony level."
+)
+E2_NATURALNESS = (
+    "The editing area of image after partial editing is: [image].{cot} Please rate the naturalness of the "
+    "edited area (There are 5 levels in total: bad, poor, fair, good, excellent). Then output the naturalness "
+    "level."
+)
+E3_QUESTION = (
+    "The original image is: [image], the image after partial editing is: [image]. The partial editing prompt "
+    "is: {prompt}.{ref} First, determine whether the prompt is followed. If not, analyze it and directly give "
+    "the overall quality level as bad. If partially followed, analyze it and directly give the overall quality "
+    "level as poor. If followed, first analyze the prompt completion, the local naturalness of the edited area "
+    "and the overall harmony, then please give the final overall editing quality level based on the analysis "
+    "and the overall presentation quality of the edited image."
+)
+
+COT = {
+    "completion": "The cup on the table is now red, as asked",
+    "harmony": "The red cup keeps the lighting of the scene.",
+    "naturalness": "The cup's surface is slightly blurred.",
+    "overall": "Therefore, the overall editing quality level of the image is good.",
+}
+
+
+def _sample(**changes: object) -> PAISample:
+    base = PAISample(
+        id="s1",
+        source="src.png",
+        edited="edit.png",
+        prompt="Make the cup red",
+        bbox=(0.5, 0.5, 0.5, 0.25),
+        edit_type="semantic_change",
+        mos={"overall": 3.5, "harmony": 4.4, "naturalness": 2.2, "completion": 3.0},
+        cot=dict(COT),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pai")
+    rng = np.random.default_rng(0)
+    for name, shape in (("src.png", (40, 64, 3)), ("edit.png", (40, 64, 3)), ("other.png", (56, 24, 3))):
+        Image.fromarray((rng.random(shape) * 200).astype(np.uint8)).save(path / name)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny():  # type: ignore[no-untyped-def]
+    return build_tiny_llava_onevision()
+
+
+@pytest.fixture(scope="module")
+def processor(tiny):  # type: ignore[no-untyped-def]
+    return tiny[1]
+
+
+def _question(conversation: Conversation) -> str:
+    """The user turn with [image] where an image part stands."""
+    parts = conversation[0]["content"]
+    return "".join("[image]" if p["type"] == "image" else p["text"] for p in parts)
+
+
+def test_grounding_pair_is_appendix_e1(root: Path) -> None:
+    conversation, images = grounding_instruction(_sample(bbox=(0.25, 0.6, 0.125, 0.3333333)), root)
+    assert [m["role"] for m in conversation] == ["user", "assistant"]
+    assert _question(conversation) == E1_QUESTION
+    assert (
+        answer_text(conversation)
+        == "The four coefficients representing the editing area are: (0.2500, 0.6000, 0.1250, 0.3333)."
+    )
+    assert len(images) == 2
+    assert np.array_equal(np.asarray(images[0]), np.asarray(Image.open(root / "src.png").convert("RGB")))
+    assert np.array_equal(np.asarray(images[1]), np.asarray(Image.open(root / "edit.png").convert("RGB")))
+
+
+def test_harmony_pair_is_appendix_e2(root: Path) -> None:
+    conversation, images = harmony_instruction(_sample(), root)
+    assert _question(conversation) == E2_HARMONY.format(cot="")
+    assert answer_text(conversation) == "Harmony level is: excellent."  # 4.4 → [4, 5)
+    assert [im.size for im in images] == [(64, 40)]
+    with_cot = harmony_instruction(_sample(), root, with_cot=True).conversation
+    assert _question(with_cot) == E2_HARMONY.format(cot=" The red cup keeps the lighting of the scene.")
+
+
+def test_naturalness_pair_is_appendix_e2_on_the_region_crop(root: Path) -> None:
+    conversation, images = naturalness_instruction(_sample(), root)
+    assert _question(conversation) == E2_NATURALNESS.format(cot="")
+    assert answer_text(conversation) == "Naturalness level is: poor."  # 2.2 → [1, 2)
+    assert [im.size for im in images] == [(32, 10)]  # 0.5×64 by 0.25×40
+    edited = np.asarray(Image.open(root / "edit.png").convert("RGB"))
+    assert np.array_equal(np.asarray(images[0]), edited[15:25, 16:48])
+    with_cot = naturalness_instruction(_sample(), root, with_cot=True).conversation
+    assert _question(with_cot) == E2_NATURALNESS.format(cot=" The cup's surface is slightly blurred.")
+
+
+def test_explain_pair_is_appendix_e3(root: Path) -> None:
+    conversation, images = explain_instruction(_sample(), root)
+    assert _question(conversation) == E3_QUESTION.format(prompt="Make the cup red", ref="")
+    assert answer_text(conversation) == (
+        "The prompt completion is fully compliant. The cup on the table is now red, as asked. "
+        "The harmony: The red cup keeps the lighting of the scene. "
+        "The local naturalness: The cup's surface is slightly blurred. "
+        "Therefore, the overall editing quality level of the image is good."
+    )
+    assert len(images) == 2
+    ended = explain_instruction(_sample(prompt="Make the cup red."), root).conversation
+    assert _question(ended) == E3_QUESTION.format(prompt="Make the cup red", ref="")
+
+
+@pytest.mark.parametrize(
+    ("completion", "word", "overall"), [(1, "non-compliant", "bad"), (2, "partly-compliant", "poor")]
+)
+def test_explain_answer_when_the_prompt_is_not_followed(root: Path, completion: int, word: str, overall: str) -> None:
+    sample = _sample(mos={"overall": 4.8, "harmony": 4.0, "naturalness": 4.0, "completion": float(completion)})
+    assert answer_text(explain_instruction(sample, root).conversation) == (
+        f"The prompt completion is {word}. The cup on the table is now red, as asked. "
+        f"Therefore, the overall editing quality level of the image is {overall}."
+    )
+
+
+def test_explain_without_cot_keeps_only_the_levels(root: Path) -> None:
+    assert answer_text(explain_instruction(_sample(), root, with_cot=False).conversation) == (
+        "The prompt completion is fully compliant. Therefore, the overall editing quality level of the image is good."
+    )
+    low = _sample(mos={"overall": 1.2, "harmony": 4.0, "naturalness": 4.0, "completion": 2.0}, cot=None)
+    assert answer_text(explain_instruction(low, root, with_cot=False).conversation) == (
+        "The prompt completion is partly-compliant. Therefore, the overall editing quality level of the image is poor."
+    )
+
+
+def test_reference_mode_boxes_the_region_and_names_it(root: Path) -> None:
+    plain = explain_instruction(_sample(), root).images[1]
+    conversation, images = explain_instruction(_sample(), root, reference=True)
+    assert _question(conversation) == E3_QUESTION.format(
+        prompt="Make the cup red", ref=" The edited area is marked with a red box."
+    )
+    boxed, before = np.asarray(images[1]).astype(int), np.asarray(plain).astype(int)
+    changed = np.argwhere((boxed != before).any(axis=2))
+    assert (boxed[changed[:, 0], changed[:, 1]] == [255, 0, 0]).all()
+    # the outline runs along the region's pixel box (left 16, top 15, right 48, bottom 25), inside stays as it was
+    assert changed[:, 1].min() == 16 and changed[:, 1].max() == 47
+    assert changed[:, 0].min() == 15 and changed[:, 0].max() == 24
+    assert np.array_equal(boxed[18:22, 20:44], before[18:22, 20:44])
+    harmony = harmony_instruction(_sample(), root, reference=True)
+    assert "The edited area is marked with a red box. Please rate the harmony" in _question(harmony.conversation)
+    assert np.array_equal(np.asarray(harmony.images[0]), boxed.astype(np.uint8))
+
+
+def test_missing_scores_and_explanations_are_data_errors(root: Path) -> None:
+    with pytest.raises(DataError, match="no harmony score"):
+        harmony_instruction(_sample(mos={"overall": 3.0}), root)
+    with pytest.raises(DataError, match=r"cot\.naturalness"):
+        naturalness_instruction(_sample(cot={"harmony": "x"}), root, with_cot=True)
+    with pytest.raises(DataError, match=r"completion must be 1\.\.3"):
+        explain_instruction(_sample(mos={"overall": 3.0, "completion": 5.0}), root)
+
+
+def test_prompt_only_drops_the_answer(root: Path) -> None:
+    conversation = harmony_instruction(_sample(), root).conversation
+    assert prompt_only(conversation) == conversation[:1]
+    assert prompt_only(conversation[:1]) == conversation[:1]
+
+
+# --- label mask on the tiny backbone's real chat template and Qwen2 tokenisation ---------------------------
+
+
+def test_chat_template_is_the_qwen2_format(processor, root: Path) -> None:  # type: ignore[no-untyped-def]
+    conversation = harmony_instruction(_sample(), root).conversation
+    full = processor.apply_chat_template(conversation, tokenize=False)
+    question = E2_HARMONY.format(cot="").replace("[image]", "<image>")
+    assert full == (
+        f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\nHarmony level is: excellent.<|im_end|>\n"
+    )
+    prompt = processor.apply_chat_template(conversation[:1], add_generation_prompt=True, tokenize=False)
+    assert prompt == f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_labels_cover_exactly_the_answer_and_end_of_turn(tiny, processor, root: Path, side: str) -> None:  # type: ignore[no-untyped-def]
+    pairs = [
+        harmony_instruction(_sample(), root),
+        explain_instruction(_sample(), root),
+        naturalness_instruction(_sample(), root),
+        grounding_instruction(_sample(), root),
+    ]
+    processor.tokenizer.padding_side = side
+    try:
+        batch = encode_supervised(processor, [p.conversation for p in pairs], [p.images for p in pairs])
+    finally:
+        processor.tokenizer.padding_side = "right"
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert labels.shape == ids.shape and "pixel_values" in batch
+    assert int(mask.sum(1).min()) < ids.shape[1]  # rows of different lengths: padding is exercised
+    end_of_turn = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for row, pair in enumerate(pairs):
+        kept = labels[row] != -100
+        assert torch.equal(labels[row][kept], ids[row][kept])
+        assert processor.tokenizer.decode(labels[row][kept]) == answer_text(pair.conversation) + "<|im_end|>"
+        positions = kept.nonzero().flatten()
+        assert torch.equal(positions, torch.arange(int(positions[0]), int(positions[-1]) + 1))  # one span
+        assert int(ids[row, positions[-1]]) == end_of_turn
+        real = mask[row].nonzero().flatten()
+        assert int(positions[-1]) == int(real[-1]) - 1  # only the trailing newline after <|im_end|> is unlearned
+        assert not bool((mask[row] == 0)[kept].any())
+    assert int((ids == processor.image_token_id).sum()) > 0
+    with torch.no_grad():  # one- and two-image samples in one batch: the model agrees with the processor
+        loss = tiny[0](**batch).loss
+    assert torch.isfinite(loss)
+
+
+def test_answer_span_counts_the_tokens_from_the_end(processor, root: Path) -> None:  # type: ignore[no-untyped-def]
+    conversation = harmony_instruction(_sample(), root).conversation
+    span = answer_span(processor, conversation)
+    tokens = processor.tokenizer.convert_ids_to_tokens(span.tail_ids)
+    assert tokens == ["Har", "mony", "Ġlevel", "Ġis", ":", "Ġexcellent", ".", "<|im_end|>", "Ċ"]
+    assert span.supervised == 8
+
+
+def test_a_template_that_moves_the_answer_is_refused(processor, root: Path) -> None:  # type: ignore[no-untyped-def]
+    conversation = harmony_instruction(_sample(), root).conversation
+    original = processor.chat_template
+    processor.chat_template = original.replace(
+        "{% generation %}{{ part['text'] }}", "{% generation %}{{ 'Sure! ' + part['text'] }}"
+    )
+    try:
+        with pytest.raises(ConfigError, match="label mask cannot be derived"):
+            answer_span(processor, conversation)
+    finally:
+        processor.chat_template = original
