@@ -35,7 +35,7 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
 
 def _predictions_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["id", "edit_type", "mos", "pred"])
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["id", "edit_type", "mos", "pred"])
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -56,33 +56,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
-    untrained = None
+    untrained: dict[str, Any] = {}
     if cfg.get("eval_untrained") and not cfg.get("ckpt_path"):
         model.metric_prefix = "untrained"
         trainer.test(model, datamodule=datamodule, verbose=False)
-        untrained = model.test_results
+        untrained = results_by_task(model, datamodule)
         model.metric_prefix = "test"
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    best = None
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        if checkpoint is not None:
+            best = checkpoint.best_model_path or checkpoint.last_model_path or None
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
 
-    results = {
-        "task": datamodule.task,
-        "model": cfg.get("model_name") or model.hparams.get("baseline", type(model).__name__),
-        "seed": int(cfg.seed),
-        "n": len(model.test_predictions),
-        "metrics": model.test_results,
-        "untrained": untrained,
-        "data": {"root": str(datamodule.dataset_root), "view": datamodule.view, "reference": datamodule.reference},
-        "checkpoint": best,
-        "epochs": trainer.current_epoch,
-    }
+    by_task = results_by_task(model, datamodule)
+    data = {"root": str(datamodule.dataset_root)}
+    data |= {k: getattr(datamodule, k) for k in ("view", "reference") if hasattr(datamodule, k)}
+    all_results = {}
+    for task, metrics in by_task.items():
+        all_results[task] = {
+            "task": task,
+            "model": cfg.get("model_name") or type(model).__name__,
+            "seed": int(cfg.seed),
+            "n": metrics["all"]["n"],
+            "metrics": metrics,
+            "untrained": untrained.get(task),
+            "data": data,
+            "checkpoint": best,
+            "epochs": trainer.current_epoch,
+        }
+        folder = out if len(by_task) == 1 else out / task
+        write_results(folder, all_results[task])
+        print_results(all_results[task])
     atomic_write_text(out / "predictions.csv", _predictions_csv(model.test_predictions))
-    write_results(out, results)
-    print_results(results)
-    return results
+    return all_results[next(iter(by_task))] if len(by_task) == 1 else {"by_task": all_results}
+
+
+def results_by_task(model: L.LightningModule, datamodule: Any) -> dict[str, dict[str, Any]]:
+    """Test metrics per task: the LMM scores several tasks in one run, a baseline one."""
+    by_task = getattr(model, "test_results_by_task", None)
+    return dict(by_task) if by_task is not None else {datamodule.task: model.test_results}
 
 
 def _multirun() -> bool:
@@ -114,4 +129,5 @@ def run(cfg: DictConfig) -> float | None:
         atomic_write_json(Path(hc.runtime.output_dir) / "failed.json", failure)
         print(f"job {hc.job.num} failed: {failure['error']}", file=sys.stderr)
         return None
-    return results["metrics"]["all"]["srcc"]
+    first = results if "metrics" in results else next(iter(results["by_task"].values()))
+    return first["metrics"]["all"]["srcc"]

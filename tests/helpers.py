@@ -19,7 +19,8 @@ def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: b
         cfg.paths.output_dir = str(out)
         cfg.data.root = str(root)
         if small:
-            cfg.data.image_size = 64
+            if "image_size" in cfg.data:  # IQA baselines; the LMM datamodule sizes images by its processor
+                cfg.data.image_size = 64
             cfg.data.batch_size = 4
             cfg.trainer.accelerator = "cpu"
             cfg.trainer.enable_progress_bar = False

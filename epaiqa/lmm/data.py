@@ -1,0 +1,104 @@
+"""Datamodule of the EPAIQA LMM stages: PAI samples paired with the task whose instruction they become.
+
+Batches are plain lists (sample, task); the LightningModule turns them into conversations and tokens
+with its own processor, so the same datamodule serves every backbone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from epaiqa.data.demo import ensure_demo_set
+from epaiqa.data.manifest import load_manifest
+from epaiqa.data.schema import PAISample
+from epaiqa.data.splits import load_splits
+from epaiqa.errors import ConfigError
+
+SCORING_TASKS = ("harmony", "naturalness")
+
+
+class _Pairs(Dataset):
+    def __init__(self, pairs: list[tuple[PAISample, str]]) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[PAISample, str]:
+        return self.pairs[index]
+
+
+class _Collate:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, items: list[tuple[PAISample, str]]) -> dict[str, Any]:
+        return {"root": self.root, "samples": [s for s, _ in items], "tasks": [t for _, t in items]}
+
+
+class LMMDataModule(L.LightningDataModule):
+    """Stage-2 scoring data: the train ids of each task's subset for training, its test ids for testing.
+
+    ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
+    None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        tasks: list[str] | None = None,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        limit_test: int | None = None,
+        demo: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.tasks = list(tasks or ["harmony"])
+        unknown = [t for t in self.tasks if t not in SCORING_TASKS]
+        if unknown or not self.tasks:
+            raise ConfigError(f"data.tasks must be a non-empty subset of {', '.join(SCORING_TASKS)}, got {self.tasks}")
+        self.root, self.batch_size = root, batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.limit_test = limit_test
+        self.demo = {"n": 3000, "seed": 0, "size": 192, "cache_dir": "~/.cache/epaiqa", **(demo or {})}
+        self.task = "+".join(self.tasks)
+        self.pairs: dict[str, list[tuple[PAISample, str]]] = {}
+
+    @property
+    def dataset_root(self) -> Path:
+        """The root in use (the cached demo set when ``root`` is None)."""
+        if self.root is not None:
+            return Path(self.root).expanduser()
+        d = self.demo
+        return ensure_demo_set(Path(d["cache_dir"]).expanduser(), d["n"], d["seed"], d["size"])
+
+    def prepare_data(self) -> None:
+        """Generate the demo set if it is the root in use."""
+        _ = self.dataset_root
+
+    def setup(self, stage: str | None = None) -> None:
+        """Validate the root and pair every subset's train and test ids with their task (once)."""
+        if self.pairs:
+            return
+        samples = load_manifest(self.dataset_root)
+        by_id = {s.id: s for s in samples}
+        splits = load_splits(self.dataset_root, samples)
+        for part in ("train", "test"):
+            per_task = [[(by_id[i], t) for i in splits[t][part]] for t in self.tasks]
+            if part == "test" and self.limit_test is not None:  # keep every task represented
+                per_task = [pairs[: max(1, self.limit_test // len(self.tasks))] for pairs in per_task]
+            # interleave the tasks, so every batch (and a one-batch debug run) sees all of them
+            longest = max(len(p) for p in per_task)
+            self.pairs[part] = [p[k] for k in range(longest) for p in per_task if k < len(p)]
+
+    def train_dataloader(self) -> DataLoader:
+        collate = _Collate(self.dataset_root)
+        return DataLoader(_Pairs(self.pairs["train"]), self.batch_size, shuffle=True, collate_fn=collate)
+
+    def test_dataloader(self) -> DataLoader:
+        collate = _Collate(self.dataset_root)
+        return DataLoader(_Pairs(self.pairs["test"]), self.eval_batch_size, shuffle=False, collate_fn=collate)

@@ -1,0 +1,121 @@
+"""The EPAIQA LMM, stage 2 (paper §4.2): quantitative level training and Q-Align scoring.
+
+Training is supervised fine-tuning on the appendix-E.2 question/answer pairs (loss on the answer only);
+testing scores every test sample in one forward pass — softmax over the five level tokens' logits at
+the answer position, weighted 1..5 — and reports SRCC/PLCC per task and edit type. ``train=false`` in
+the run config gives the zero-shot (q-align) rows. Stages 1 and 3 are not wired yet.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from epaiqa.errors import ConfigError
+from epaiqa.eval.metrics import correlations_by_edit_type
+from epaiqa.lmm.backbones import build_tiny_llava_onevision, load_backbone
+from epaiqa.lmm.instructions import ANSWER_TEMPLATES, encode_supervised, harmony_instruction, naturalness_instruction
+from epaiqa.lmm.scoring import score
+
+
+class EPAIQAScoring(L.LightningModule):
+    """Stage-2 scoring LMM on a ``tiny`` offline backbone or a real one (hub id or local path)."""
+
+    def __init__(
+        self,
+        backbone: str = "tiny",
+        path: str | None = None,
+        dtype: str = "float32",
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        with_cot: bool = False,
+        reference: bool = False,
+        init_from: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if backbone == "tiny":
+            self.model, self.processor = build_tiny_llava_onevision(seed=0)
+        else:
+            self.model, self.processor = load_backbone(path or backbone, dtype=dtype)
+        if init_from is not None:
+            self.load_stage(init_from)
+        self.test_results_by_task: dict[str, dict[str, Any]] = {}
+        self.test_predictions: list[dict[str, Any]] = []
+        self._outputs: list[dict[str, Any]] = []
+        self.metric_prefix = "test"
+
+    def load_stage(self, checkpoint: str) -> None:
+        """Take the weights (only) of a previous stage's checkpoint."""
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.init_from: {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        self.model.load_state_dict(weights)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches hold samples, not tensors: the processor's tensors are moved when they are made."""
+        return batch
+
+    def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        convs, images = [], []
+        for sample, task in zip(batch["samples"], batch["tasks"], strict=True):
+            if task == "harmony":
+                ins = harmony_instruction(sample, batch["root"], self.hparams["with_cot"], self.hparams["reference"])
+            else:
+                ins = naturalness_instruction(sample, batch["root"], self.hparams["with_cot"])
+            convs.append(ins.conversation)
+            images.append(ins.images)
+        return convs, images
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        convs, images = self._instructions(batch)
+        inputs = encode_supervised(self.processor, convs, images).to(self.device)
+        loss = self.model(**inputs, use_cache=False).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(convs))
+        return loss
+
+    def on_test_epoch_start(self) -> None:
+        self._outputs = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        convs, images = self._instructions(batch)
+        by_task: dict[str, list[int]] = defaultdict(list)
+        for i, task in enumerate(batch["tasks"]):
+            by_task[task].append(i)
+        for task, rows in by_task.items():
+            scores = score(
+                self.model, self.processor, [convs[i] for i in rows], [images[i] for i in rows], ANSWER_TEMPLATES[task]
+            )
+            for i, value in zip(rows, scores.tolist(), strict=True):
+                sample = batch["samples"][i]
+                self._outputs.append(
+                    {
+                        "id": sample.id,
+                        "task": task,
+                        "edit_type": sample.edit_type,
+                        "mos": sample.score(task),
+                        "pred": value,
+                    }
+                )
+
+    def on_test_epoch_end(self) -> None:
+        self.test_predictions = list(self._outputs)
+        self.test_results_by_task = {}
+        for task in sorted({o["task"] for o in self._outputs}):
+            rows = [o for o in self._outputs if o["task"] == task]
+            preds = torch.tensor([o["pred"] for o in rows])
+            mos = torch.tensor([o["mos"] for o in rows])
+            self.test_results_by_task[task] = correlations_by_edit_type(preds, mos, [o["edit_type"] for o in rows])
+            for key in ("srcc", "plcc"):
+                value = self.test_results_by_task[task]["all"][key]
+                self.log(f"{self.metric_prefix}/{task}_{key}", float("nan") if value is None else value)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])

@@ -1,0 +1,38 @@
+import csv
+from pathlib import Path
+
+import pytest
+from helpers import make_cfg
+
+from epaiqa.errors import ConfigError
+from epaiqa.train import train
+
+
+def predictions(folder: Path) -> dict[tuple[str, str], float]:
+    with (folder / "predictions.csv").open() as fh:
+        return {(r["id"], r["task"]): float(r["pred"]) for r in csv.DictReader(fh)}
+
+
+def test_stage2_trains_then_init_from_carries_the_weights(demo_root: Path, tmp_path: Path) -> None:
+    common = ["experiment=stage2_mixed", "data.limit_test=8", "eval_untrained=false"]
+    first = make_cfg(demo_root, tmp_path / "a", [*common, "trainer.limit_train_batches=2"])
+    train(first)
+    checkpoint = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    assert checkpoint.is_file()
+    assert {p.parent.name for p in (tmp_path / "a").rglob("results.json")} == {"harmony", "naturalness"}
+
+    second = make_cfg(demo_root, tmp_path / "b", [*common, "train=false", f"model.init_from={checkpoint}"])
+    train(second)
+    fresh = make_cfg(demo_root, tmp_path / "c", [*common, "train=false"])
+    train(fresh)
+    trained, carried, untrained = (predictions(tmp_path / d) for d in ("a", "b", "c"))
+    assert carried.keys() == trained.keys() and len(trained) == 8
+    assert all(abs(carried[k] - trained[k]) < 1e-4 for k in trained)
+    assert any(abs(untrained[k] - trained[k]) > 1e-4 for k in trained)  # training changed the scores
+    assert all(1.0 <= v <= 5.0 for v in trained.values())
+
+
+def test_init_from_a_missing_checkpoint_is_a_clear_error(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", f"model.init_from={tmp_path / 'nope.ckpt'}"])
+    with pytest.raises(ConfigError, match=r"model\.init_from: .*nope\.ckpt does not exist"):
+        train(cfg)
