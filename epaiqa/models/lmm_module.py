@@ -42,6 +42,7 @@ class EPAIQAScoring(L.LightningModule):
             self.model, self.processor = build_tiny_llava_onevision(seed=0)
         else:
             self.model, self.processor = load_backbone(path or backbone, dtype=dtype)
+        self.model.train()  # from_pretrained leaves eval mode; Lightning switches modes per loop from here
         if init_from is not None:
             self.load_stage(init_from)
         self.test_results_by_task: dict[str, dict[str, Any]] = {}
