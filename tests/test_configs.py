@@ -27,3 +27,20 @@ def test_demo_matrix_profile_shrinks_training_only(tmp_path: Path) -> None:
     assert cfg.trainer.max_epochs == 3 and cfg.trainer.limit_train_batches == 40
     assert "limit_test_batches" not in cfg.trainer  # the test split is always scored whole
     assert cfg.data.task == "naturalness" and cfg.data.view == "region"
+
+
+@pytest.mark.parametrize("name", BASELINE_FILES)
+def test_one_batch_fit_of_every_baseline_through_the_datamodule(demo_root: Path, tmp_path: Path, name: str) -> None:
+    from omegaconf import open_dict
+
+    from epaiqa.train import train
+
+    task = "naturalness" if name == "joint" else "harmony"
+    cfg = make_cfg(demo_root, tmp_path, [f"experiment=baseline_{task}", f"baseline={name}", "debug=fdr"])
+    with open_dict(cfg):
+        cfg.data.image_size = cfg.baseline.image_size  # each profile's own input size
+    results = train(cfg)
+    assert results["model"] == name and results["task"] == task
+    assert results["n"] == 4  # one test batch
+    preds = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
+    assert len(preds) == 4 and all(p.split(",")[-1] not in ("nan", "") for p in preds)
