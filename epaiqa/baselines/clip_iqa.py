@@ -228,6 +228,17 @@ def _build(
     return ScoreModel(net, reference=False)
 
 
+#: CLIP architecture overrides a factory passes on (None keeps RN50's value).
+ARCH_KEYS = (
+    "embed_dim",
+    "vision_layers",
+    "vision_width",
+    "transformer_width",
+    "transformer_heads",
+    "transformer_layers",
+)
+
+
 @register_baseline(
     "qualiclip",
     mode="NR",
@@ -253,14 +264,7 @@ def qualiclip(
     """QualiCLIP (``model_type``: qualiclip, or qualiclip+ with learned prompts) on a CLIP ResNet."""
     if not model_type.startswith("qualiclip"):
         raise ValueError(f"QualiCLIP model_type must be qualiclip or qualiclip+..., got {model_type!r}")
-    arch = {
-        "embed_dim": embed_dim,
-        "vision_layers": vision_layers,
-        "vision_width": vision_width,
-        "transformer_width": transformer_width,
-        "transformer_heads": transformer_heads,
-        "transformer_layers": transformer_layers,
-    }
+    arch = {k: v for k, v in locals().items() if k in ARCH_KEYS}
     return _build(
         "qualiclip",
         pretrained,
@@ -297,12 +301,5 @@ def clipiqa(
     """CLIP-IQA (``model_type``: clipiqa with fixed antonym prompts, or clipiqa+ with learned ones)."""
     if not model_type.startswith("clipiqa"):
         raise ValueError(f"CLIP-IQA model_type must be clipiqa or clipiqa+..., got {model_type!r}")
-    arch = {
-        "embed_dim": embed_dim,
-        "vision_layers": vision_layers,
-        "vision_width": vision_width,
-        "transformer_width": transformer_width,
-        "transformer_heads": transformer_heads,
-        "transformer_layers": transformer_layers,
-    }
+    arch = {k: v for k, v in locals().items() if k in ARCH_KEYS}
     return _build("clipiqa", pretrained, weights_path, model_type, freeze_clip, prompts_path, arch)
