@@ -80,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "task": task,
             "model": cfg.get("model_name") or type(model).__name__,
             "seed": int(cfg.seed),
-            "n": metrics["all"]["n"],
+            "n": metrics["all"]["n"] if "all" in metrics else metrics.get("n"),
             "metrics": metrics,
             "untrained": untrained.get(task),
             "data": data,
@@ -89,7 +89,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         }
         folder = out if len(by_task) == 1 else out / task
         write_results(folder, all_results[task])
-        print_results(all_results[task])
+        if "all" in metrics:
+            print_results(all_results[task])
+        else:
+            print(f"{task}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     atomic_write_text(out / "predictions.csv", _predictions_csv(model.test_predictions))
     return all_results[next(iter(by_task))] if len(by_task) == 1 else {"by_task": all_results}
 
@@ -130,4 +133,4 @@ def run(cfg: DictConfig) -> float | None:
         print(f"job {hc.job.num} failed: {failure['error']}", file=sys.stderr)
         return None
     first = results if "metrics" in results else next(iter(results["by_task"].values()))
-    return first["metrics"]["all"]["srcc"]
+    return first["metrics"].get("all", {}).get("srcc")

@@ -36,3 +36,41 @@ def test_init_from_a_missing_checkpoint_is_a_clear_error(demo_root: Path, tmp_pa
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", f"model.init_from={tmp_path / 'nope.ckpt'}"])
     with pytest.raises(ConfigError, match=r"model\.init_from: .*nope\.ckpt does not exist"):
         train(cfg)
+
+
+def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path, tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from epaiqa.lmm.backbones import build_tiny_llava_onevision
+
+    cfg = make_cfg(
+        demo_root,
+        tmp_path / "s1",
+        ["experiment=stage1_grounding", "trainer.limit_train_batches=2", "data.limit_test=4"],
+    )
+    train(cfg)
+    results = json.loads((tmp_path / "s1" / "results.json").read_text())
+    metrics = results["metrics"]
+    assert results["task"] == "grounding" and metrics["n"] == 4
+    assert 0.0 <= metrics["parse_failure_rate"] <= 1.0
+    checkpoint = tmp_path / "s1" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    fresh = build_tiny_llava_onevision(seed=0)[0].state_dict()
+    llm = [k for k in fresh if "language_model" in k]
+    projector = [k for k in fresh if "multi_modal_projector" in k]
+    assert llm and all(torch.equal(state[f"model.{k}"], fresh[k]) for k in llm)  # the LLM is frozen
+    assert any(not torch.equal(state[f"model.{k}"], fresh[k]) for k in projector)  # the projector learned
+
+    stage2 = make_cfg(
+        demo_root,
+        tmp_path / "s2",
+        [
+            "experiment=stage2_harmony",
+            "trainer.limit_train_batches=1",
+            "data.limit_test=4",
+            f"model.init_from={checkpoint}",
+        ],
+    )
+    assert train(stage2)["n"] == 4

@@ -41,7 +41,10 @@ class _Collate:
 
 
 class LMMDataModule(L.LightningDataModule):
-    """Stage-2 scoring data: the train ids of each task's subset for training, its test ids for testing.
+    """Data of the LMM stages, paired with the task each sample becomes an instruction for.
+
+    Scoring (stage 2): each task's subset, train ids for training, test ids for testing.
+    Grounding (stage 1): every sample except the test ids of all subsets for training, those for testing.
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does.
@@ -51,15 +54,19 @@ class LMMDataModule(L.LightningDataModule):
         self,
         root: str | None = None,
         tasks: list[str] | None = None,
+        stage: str = "scoring",
         batch_size: int = 4,
         eval_batch_size: int | None = None,
         limit_test: int | None = None,
         demo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.tasks = list(tasks or ["harmony"])
+        if stage not in ("scoring", "grounding"):
+            raise ConfigError(f"data.stage must be scoring or grounding, got {stage!r}")
+        self.stage = stage
+        self.tasks = ["grounding"] if stage == "grounding" else list(tasks or ["harmony"])
         unknown = [t for t in self.tasks if t not in SCORING_TASKS]
-        if unknown or not self.tasks:
+        if stage == "scoring" and (unknown or not self.tasks):
             raise ConfigError(f"data.tasks must be a non-empty subset of {', '.join(SCORING_TASKS)}, got {self.tasks}")
         self.root, self.batch_size = root, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -87,6 +94,13 @@ class LMMDataModule(L.LightningDataModule):
         samples = load_manifest(self.dataset_root)
         by_id = {s.id: s for s in samples}
         splits = load_splits(self.dataset_root, samples)
+        if self.stage == "grounding":
+            # §4.1: every sample except the test ids of all three subsets
+            test_ids = sorted(set().union(*(set(parts["test"]) for parts in splits.values())))
+            held_out = set(test_ids)
+            self.pairs["train"] = [(s, "grounding") for s in samples if s.id not in held_out]
+            self.pairs["test"] = [(by_id[i], "grounding") for i in test_ids[: self.limit_test]]
+            return
         for part in ("train", "test"):
             per_task = [[(by_id[i], t) for i in splits[t][part]] for t in self.tasks]
             if part == "test" and self.limit_test is not None:  # keep every task represented
