@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from epaiqa.data.datasets import DEFAULT_VIEW, PAIDataset
-from epaiqa.data.demo import ensure_demo_set
+from epaiqa.data.demo import DEMO_DEFAULTS, root_or_demo
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import TASKS, PAISample
 from epaiqa.data.splits import load_splits
@@ -56,17 +56,13 @@ class PAIDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.val_fraction, self.seed = num_workers, val_fraction, seed
-        self.demo = {"n": 3000, "seed": 0, "size": 192, "cache_dir": "~/.cache/epaiqa", **(demo or {})}
+        self.demo = {**DEMO_DEFAULTS, **(demo or {})}
         self.datasets: dict[str, PAIDataset] = {}
 
     @property
     def dataset_root(self) -> Path:
         """The root in use (the cached demo set when ``root`` is None)."""
-        if self.root is not None:
-            return Path(self.root).expanduser()
-        return ensure_demo_set(
-            Path(self.demo["cache_dir"]).expanduser(), self.demo["n"], self.demo["seed"], self.demo["size"]
-        )
+        return root_or_demo(self.root, self.demo)
 
     def prepare_data(self) -> None:
         """Generate the demo set if it is the root in use and not cached yet."""

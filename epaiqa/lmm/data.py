@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from epaiqa.data.demo import ensure_demo_set
+from epaiqa.data.demo import DEMO_DEFAULTS, root_or_demo
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import PAISample
 from epaiqa.data.splits import load_splits
@@ -71,17 +71,14 @@ class LMMDataModule(L.LightningDataModule):
         self.root, self.batch_size = root, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.limit_test = limit_test
-        self.demo = {"n": 3000, "seed": 0, "size": 192, "cache_dir": "~/.cache/epaiqa", **(demo or {})}
+        self.demo = {**DEMO_DEFAULTS, **(demo or {})}
         self.task = "+".join(self.tasks)
         self.pairs: dict[str, list[tuple[PAISample, str]]] = {}
 
     @property
     def dataset_root(self) -> Path:
         """The root in use (the cached demo set when ``root`` is None)."""
-        if self.root is not None:
-            return Path(self.root).expanduser()
-        d = self.demo
-        return ensure_demo_set(Path(d["cache_dir"]).expanduser(), d["n"], d["seed"], d["size"])
+        return root_or_demo(self.root, self.demo)
 
     def prepare_data(self) -> None:
         """Generate the demo set if it is the root in use."""

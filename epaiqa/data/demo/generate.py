@@ -225,3 +225,15 @@ def ensure_demo_set(cache_dir: str | Path, n: int = 3000, seed: int = 0, size: i
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+#: Settings of the embedded demo set when a config gives none.
+DEMO_DEFAULTS: dict[str, Any] = {"n": 3000, "seed": 0, "size": 192, "cache_dir": "~/.cache/epaiqa"}
+
+
+def root_or_demo(root: str | Path | None, demo: dict[str, Any] | None = None) -> Path:
+    """``root`` if one is given, else the cached demo set of ``demo``'s settings (generated on first use)."""
+    if root is not None:
+        return Path(root).expanduser()
+    d = {**DEMO_DEFAULTS, **(demo or {})}
+    return ensure_demo_set(Path(d["cache_dir"]).expanduser(), d["n"], d["seed"], d["size"])
