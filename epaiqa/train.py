@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from epaiqa.checkpoint import AtomicCheckpointIO
 from epaiqa.errors import ConfigError, EPAIQAError
 from epaiqa.eval.results import print_results, write_results
 from epaiqa.io import atomic_write_json, atomic_write_text
+from epaiqa.scale import check_strategy
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -54,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = build(cfg.model)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    check_strategy(cfg.trainer.get("strategy"))
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
     untrained: dict[str, Any] = {}
@@ -72,6 +75,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
 
     by_task = results_by_task(model, datamodule)
+    if not trainer.is_global_zero:  # every process has the gathered results; one writes them
+        return {}
     data = {"root": str(datamodule.dataset_root)}
     data |= {k: getattr(datamodule, k) for k in ("view", "reference") if hasattr(datamodule, k)}
     all_results = {}
@@ -94,6 +99,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             print(f"{task}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     atomic_write_text(out / "predictions.csv", _predictions_csv(model.test_predictions))
+    generations = getattr(model, "test_generations", None)
+    if generations:
+        lines = (json.dumps(row, ensure_ascii=False) for row in generations)
+        atomic_write_text(out / "explanations.jsonl", "".join(line + "\n" for line in lines))
     return all_results[next(iter(by_task))] if len(by_task) == 1 else {"by_task": all_results}
 
 
@@ -131,6 +140,8 @@ def run(cfg: DictConfig) -> float | None:
         failure = {"error": f"{type(exc).__name__}: {exc}", "overrides": list(hc.overrides.task)}
         atomic_write_json(Path(hc.runtime.output_dir) / "failed.json", failure)
         print(f"job {hc.job.num} failed: {failure['error']}", file=sys.stderr)
+        return None
+    if not results:  # a non-zero rank of a distributed run
         return None
     first = results if "metrics" in results else next(iter(results["by_task"].values()))
     return first["metrics"].get("all", {}).get("srcc")

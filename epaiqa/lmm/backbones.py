@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,66 @@ INTERLEAVED_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-#: The tiny model's shape (vision: SigLIP 32 px / patch 8 → 16 tokens a tile; text: Qwen2 width 64).
-TINY_IMAGE_SIZE = 32
-TINY_PATCH_SIZE = 8
-TINY_GRID_PINPOINTS: list[list[int]] = [[32, 32], [32, 64], [64, 32], [64, 64]]
+#: Shapes of the random LLaVA-OneVision backbones (SigLIP → 2-layer MLP → Qwen2). ``tiny`` is the test and demo
+#: backbone (32-px tiles, patch 8 → 16 tokens a tile; text width 64); ``0.5b`` and ``7b`` have the layer sizes of
+#: llava-onevision-qwen2-0.5b/7b-ov (SigLIP-so400m at 384 px, patch 14; Qwen2-0.5B/7B) for GPU timing and memory.
+RANDOM_SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "image_size": 32,
+        "patch_size": 8,
+        "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        "text": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        },
+        "vocab_size": None,  # the tokenizer's 151,648
+        "tie_word_embeddings": True,
+    },
+    "0.5b": {
+        "image_size": 384,
+        "patch_size": 14,
+        "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16},
+        "text": {
+            "hidden_size": 896,
+            "intermediate_size": 4864,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 14,
+            "num_key_value_heads": 2,
+        },
+        "vocab_size": 151936,
+        "tie_word_embeddings": True,
+    },
+    "7b": {
+        "image_size": 384,
+        "patch_size": 14,
+        "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 26, "num_attention_heads": 16},
+        "text": {
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+        },
+        "vocab_size": 152128,
+        "tie_word_embeddings": False,
+    },
+}
+TINY_IMAGE_SIZE = RANDOM_SHAPES["tiny"]["image_size"]
+TINY_PATCH_SIZE = RANDOM_SHAPES["tiny"]["patch_size"]
+
+#: ``model.backbone``: ``id`` is ``tiny`` / ``random-0.5b`` / ``random-7b`` (built offline, random weights) or a
+#: hub id; ``path`` a local copy (takes precedence over the id); ``dtype``; extra ``from_pretrained`` arguments.
+BACKBONE_DEFAULTS: dict[str, Any] = {
+    "name": "tiny",
+    "id": "tiny",
+    "path": None,
+    "dtype": "float32",
+    "attn_implementation": None,
+    "seed": 0,
+}
 
 _TRUE = {"1", "on", "yes", "true"}
 _DTYPES: dict[str, Any] = {
@@ -144,57 +201,94 @@ def qwen2_tokenizer(cache_dir: str | Path | None = None) -> Qwen2Tokenizer:
     return tokenizer
 
 
-def build_tiny_llava_onevision(
-    seed: int = 0, cache_dir: str | Path | None = None
-) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
-    """A tiny random LLaVA-OneVision (SigLIP → 2-layer MLP → Qwen2) and its processor, built offline.
+def _grid_pinpoints(image_size: int) -> list[list[int]]:
+    """Anyres grids of up to 2 × 2 tiles."""
+    return [[image_size * h, image_size * w] for h in (1, 2) for w in (1, 2)]
 
-    Same classes, anyres image processing, chat format and Qwen2 vocabulary as the paper's backbone, at
-    toy width (vision 32, text 64, 2 layers each; tied word embeddings, ~9.8M parameters, nearly all of
-    them the 151,648-token embedding). Weights depend only on ``seed``; the global RNG is left as it was.
+
+def random_llava_onevision_config(shape: str, vocab_size: int, image_token: int, video_token: int) -> Any:
+    """The ``LlavaOnevisionConfig`` of a :data:`RANDOM_SHAPES` entry."""
+    if shape not in RANDOM_SHAPES:
+        raise ConfigError(f"random backbone shape must be one of {', '.join(RANDOM_SHAPES)}, got {shape!r}")
+    spec = RANDOM_SHAPES[shape]
+    tie = spec["tie_word_embeddings"]
+    return LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(
+            **spec["vision"], image_size=spec["image_size"], patch_size=spec["patch_size"]
+        ),
+        text_config=Qwen2Config(**spec["text"], vocab_size=spec["vocab_size"] or vocab_size, tie_word_embeddings=tie),
+        image_token_index=image_token,
+        video_token_index=video_token,
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=_grid_pinpoints(spec["image_size"]),
+        tie_word_embeddings=tie,
+    )
+
+
+def build_random_llava_onevision(
+    shape: str = "tiny", seed: int = 0, cache_dir: str | Path | None = None, dtype: str | torch.dtype = "float32"
+) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
+    """A random LLaVA-OneVision of a :data:`RANDOM_SHAPES` shape and its processor, built offline.
+
+    Same classes, anyres image processing, chat format and Qwen2 vocabulary as the paper's backbone. Weights
+    depend only on ``seed``; the global RNG is left as it was.
     """
+    if shape not in RANDOM_SHAPES:
+        raise ConfigError(f"random backbone shape must be one of {', '.join(RANDOM_SHAPES)}, got {shape!r}")
     tokenizer = qwen2_tokenizer(cache_dir)
-    size = {"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
-    image_processor = LlavaOnevisionImageProcessor(size=size, crop_size=size, image_grid_pinpoints=TINY_GRID_PINPOINTS)
+    image_size = RANDOM_SHAPES[shape]["image_size"]
+    config = random_llava_onevision_config(
+        shape, len(tokenizer), tokenizer.convert_tokens_to_ids("<image>"), tokenizer.convert_tokens_to_ids("<video>")
+    )
+    size = {"height": image_size, "width": image_size}
+    image_processor = LlavaOnevisionImageProcessor(
+        size=size, crop_size=size, image_grid_pinpoints=_grid_pinpoints(image_size)
+    )
     processor = LlavaOnevisionProcessor(
         image_processor=image_processor,
         video_processor=LlavaOnevisionVideoProcessor(size=size),
         tokenizer=tokenizer,
-        num_image_tokens=(TINY_IMAGE_SIZE // TINY_PATCH_SIZE) ** 2,
+        num_image_tokens=(image_size // RANDOM_SHAPES[shape]["patch_size"]) ** 2,
         vision_feature_select_strategy="full",
         chat_template=INTERLEAVED_CHAT_TEMPLATE,
     )
-    config = LlavaOnevisionConfig(
-        vision_config=SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=TINY_IMAGE_SIZE,
-            patch_size=TINY_PATCH_SIZE,
-        ),
-        text_config=Qwen2Config(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=len(tokenizer),
-            tie_word_embeddings=True,
-        ),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        vision_feature_select_strategy="full",
-        image_grid_pinpoints=TINY_GRID_PINPOINTS,
-        tie_word_embeddings=True,
-    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config)
+        model = LlavaOnevisionForConditionalGeneration(config).to(_torch_dtype(dtype))
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, processor
+
+
+def build_tiny_llava_onevision(
+    seed: int = 0, cache_dir: str | Path | None = None
+) -> tuple[LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor]:
+    """The tiny random LLaVA-OneVision of tests and the demo.
+
+    Vision width 32, text width 64, 2 layers each; ~9.8M parameters, nearly all of them the 151,648-token tied
+    embedding.
+    """
+    return build_random_llava_onevision("tiny", seed, cache_dir)
+
+
+def backbone_settings(backbone: str | Mapping[str, Any]) -> dict[str, Any]:
+    """``model.backbone`` (a config mapping, or just an id) completed with :data:`BACKBONE_DEFAULTS`."""
+    given = {"id": backbone, "name": backbone} if isinstance(backbone, str) else dict(backbone)
+    unknown = sorted(set(given) - set(BACKBONE_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"model.backbone: unknown keys {unknown}; known: {sorted(BACKBONE_DEFAULTS)}")
+    return {**BACKBONE_DEFAULTS, **given}
+
+
+def build_backbone(backbone: str | Mapping[str, Any]) -> tuple[Any, Any]:
+    """Model and processor of a ``model.backbone`` config: random ones offline, real ones from local files."""
+    spec = backbone_settings(backbone)
+    ident = str(spec["id"])
+    if spec["path"] is None and (ident == "tiny" or ident.startswith("random-")):
+        return build_random_llava_onevision(ident.removeprefix("random-"), int(spec["seed"]), dtype=spec["dtype"])
+    extra = {"attn_implementation": spec["attn_implementation"]} if spec["attn_implementation"] else {}
+    return load_backbone(str(spec["path"] or ident), dtype=spec["dtype"], **extra)
 
 
 def _torch_dtype(dtype: str | torch.dtype) -> Any:

@@ -6,6 +6,7 @@ with its own processor, so the same datamodule serves every backbone.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ from epaiqa.data.splits import load_splits
 from epaiqa.errors import ConfigError
 
 SCORING_TASKS = ("harmony", "naturalness")
+STAGES = ("grounding", "scoring", "explain")
+#: CoT sections a stage-3 answer uses (appendix E.3).
+EXPLAIN_COT = ("completion", "harmony", "naturalness")
+
+log = logging.getLogger(__name__)
 
 
 class _Pairs(Dataset):
@@ -45,6 +51,8 @@ class LMMDataModule(L.LightningDataModule):
 
     Scoring (stage 2): each task's subset, train ids for training, test ids for testing.
     Grounding (stage 1): every sample except the test ids of all subsets for training, those for testing.
+    Explain (stage 3): the overall subset; samples without a prompt completion (or, with ``require_cot``,
+    without the CoT an answer needs) cannot become instructions and are left out, with a warning that counts them.
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does.
@@ -58,13 +66,15 @@ class LMMDataModule(L.LightningDataModule):
         batch_size: int = 4,
         eval_batch_size: int | None = None,
         limit_test: int | None = None,
+        require_cot: bool = False,
         demo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if stage not in ("scoring", "grounding"):
-            raise ConfigError(f"data.stage must be scoring or grounding, got {stage!r}")
-        self.stage = stage
-        self.tasks = ["grounding"] if stage == "grounding" else list(tasks or ["harmony"])
+        if stage not in STAGES:
+            raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        self.stage, self.require_cot = stage, require_cot
+        fixed = {"grounding": ["grounding"], "explain": ["overall"]}
+        self.tasks = fixed.get(stage) or list(tasks or ["harmony"])
         unknown = [t for t in self.tasks if t not in SCORING_TASKS]
         if stage == "scoring" and (unknown or not self.tasks):
             raise ConfigError(f"data.tasks must be a non-empty subset of {', '.join(SCORING_TASKS)}, got {self.tasks}")
@@ -98,6 +108,17 @@ class LMMDataModule(L.LightningDataModule):
             self.pairs["train"] = [(s, "grounding") for s in samples if s.id not in held_out]
             self.pairs["test"] = [(by_id[i], "grounding") for i in test_ids[: self.limit_test]]
             return
+        if self.stage == "explain":
+            for part in ("train", "test"):
+                usable = [(by_id[i], "overall") for i in splits["overall"][part] if self._explainable(by_id[i], part)]
+                dropped = len(splits["overall"][part]) - len(usable)
+                if dropped:
+                    need = "completion / overall score" + (" or CoT" if part == "train" and self.require_cot else "")
+                    log.warning(
+                        "stage 3 %s: %d of %d overall samples lack a %s", part, dropped, dropped + len(usable), need
+                    )
+                self.pairs[part] = usable[: self.limit_test] if part == "test" else usable
+            return
         for part in ("train", "test"):
             per_task = [[(by_id[i], t) for i in splits[t][part]] for t in self.tasks]
             if part == "test" and self.limit_test is not None:  # keep every task represented
@@ -105,6 +126,14 @@ class LMMDataModule(L.LightningDataModule):
             # interleave the tasks, so every batch (and a one-batch debug run) sees all of them
             longest = max(len(p) for p in per_task)
             self.pairs[part] = [p[k] for k in range(longest) for p in per_task if k < len(p)]
+
+    def _explainable(self, sample: PAISample, part: str) -> bool:
+        if sample.score("completion") is None or sample.score("overall") is None:
+            return False
+        if part == "train" and self.require_cot:
+            need = EXPLAIN_COT if sample.score("completion") == 3 else EXPLAIN_COT[:1]
+            return all((sample.cot or {}).get(section, "").strip() for section in need)
+        return True
 
     def train_dataloader(self) -> DataLoader:
         collate = _Collate(self.dataset_root)

@@ -11,6 +11,7 @@ from torchmetrics import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
 
 from epaiqa.baselines import baseline_info, create_baseline
 from epaiqa.data.schema import SCORE_RANGES
+from epaiqa.distributed import gather_rows
 from epaiqa.errors import ConfigError
 from epaiqa.eval.metrics import correlations_by_edit_type
 
@@ -114,15 +115,15 @@ class IQARegressor(L.LightningModule):
         )
 
     def on_test_epoch_end(self) -> None:
-        preds = torch.cat([o["pred"] for o in self._test_outputs])
-        mos = torch.cat([o["mos"] for o in self._test_outputs])
-        ids = [i for o in self._test_outputs for i in o["id"]]
-        types = [t for o in self._test_outputs for t in o["edit_type"]]
-        self.test_results = correlations_by_edit_type(preds, mos, types)
-        self.test_predictions = [
+        rows = [
             {"id": i, "edit_type": t, "mos": float(m), "pred": float(p)}
-            for i, t, m, p in zip(ids, types, mos.tolist(), preds.tolist(), strict=True)
+            for o in self._test_outputs
+            for i, t, m, p in zip(o["id"], o["edit_type"], o["mos"].tolist(), o["pred"].tolist(), strict=True)
         ]
+        self.test_predictions = gather_rows(rows, key=("id",))  # every process's shard, when distributed
+        preds = torch.tensor([r["pred"] for r in self.test_predictions])
+        mos = torch.tensor([r["mos"] for r in self.test_predictions])
+        self.test_results = correlations_by_edit_type(preds, mos, [r["edit_type"] for r in self.test_predictions])
         for key in ("srcc", "plcc"):
             value = self.test_results["all"][key]
             self.log(f"{self.metric_prefix}/{key}", float("nan") if value is None else value)

@@ -1,75 +1,123 @@
-"""The EPAIQA LMM stages as LightningModules: stage 1 grounding (§4.1) and stage 2 scoring (§4.2).
+"""The EPAIQA LMM stages as LightningModules: grounding (§4.1), scoring (§4.2), explanation (§4.3).
 
 Every stage is supervised fine-tuning on appendix-E question/answer pairs (loss on the answer only), its
-own run, chained by ``init_from`` (weights of the previous stage's checkpoint). Stage 1 tests by
-generating the box and parsing it (IoU, centre error, parse failures); stage 2 scores every test sample
-in one forward pass — softmax over the five level tokens' logits at the answer position, weighted 1..5 —
-and reports SRCC/PLCC per task and edit type; ``train=false`` gives the zero-shot (q-align) rows.
-Stage 3 (explanations) is not wired yet.
+own run, chained by ``init_from`` (weights of the previous stage's checkpoint; checkpoints record the stages
+their weights went through). Stage 1 tests by generating the box and parsing it (IoU, centre error, parse
+failures); stage 2 scores every test sample in one forward pass — softmax over the five level tokens' logits
+at the answer position, weighted 1..5 — and reports SRCC/PLCC per task and edit type (``train=false`` gives
+the zero-shot q-align rows); stage 3 generates explanations, reads the overall level after them the same
+way, and reports completion accuracy.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from epaiqa.distributed import gather_rows
 from epaiqa.errors import ConfigError
 from epaiqa.eval.metrics import correlations_by_edit_type
-from epaiqa.lmm.backbones import build_tiny_llava_onevision, load_backbone
+from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings, merge_lora_weights
+from epaiqa.lmm.backbones import backbone_settings, build_backbone
+from epaiqa.lmm.explain import overall_prefix, parse_completion
+from epaiqa.lmm.generation import generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import (
     ANSWER_TEMPLATES,
+    answer_text,
+    completion_level,
     encode_supervised,
+    explain_instruction,
     grounding_instruction,
     harmony_instruction,
     naturalness_instruction,
-    prompt_only,
-    tokenizer_of,
 )
 from epaiqa.lmm.scoring import score
 
+#: Checkpoint key of the stages the weights went through, oldest first.
+LINEAGE_KEY = "epaiqa_stages"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
 
 class EPAIQAStage(L.LightningModule):
-    """What every stage shares: the backbone (``tiny`` offline, or a hub id / local path), ``init_from``."""
+    """What every stage shares: the backbone, LoRA / gradient checkpointing, ``init_from`` and its lineage.
+
+    ``backbone`` is the ``model.backbone`` config (``id``: ``tiny`` / ``random-0.5b`` / a hub id; ``path``;
+    ``dtype``; see :func:`~epaiqa.lmm.backbones.build_backbone`). ``exclude_stages`` lists stages that
+    ``init_from`` must not have gone through (the wo-stage-1 and reference ablations exclude ``grounding``).
+    """
+
+    STAGE = "stage"
 
     def __init__(
         self,
-        backbone: str = "tiny",
-        path: str | None = None,
-        dtype: str = "float32",
+        backbone: str | Mapping[str, Any] = "tiny",
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         with_cot: bool = False,
         reference: bool = False,
         init_from: str | None = None,
+        exclude_stages: list[str] | None = None,
         max_new_tokens: int = 40,
+        lora: Mapping[str, Any] | None = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if backbone == "tiny":
-            self.model, self.processor = build_tiny_llava_onevision(seed=0)
-        else:
-            self.model, self.processor = load_backbone(path or backbone, dtype=dtype)
+        backbone_settings(backbone)  # unknown keys fail before anything is built
+        lora_settings(lora)
+        self.model, self.processor = build_backbone(backbone)
         self.model.train()  # from_pretrained leaves eval mode; Lightning switches modes per loop from here
+        self.lineage: list[str] = []
         if init_from is not None:
             self.load_stage(init_from)
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
+        self.model = apply_lora(self.model, lora)
         self.test_results_by_task: dict[str, dict[str, Any]] = {}
         self.test_predictions: list[dict[str, Any]] = []
+        self.test_generations: list[dict[str, Any]] = []
         self._outputs: list[dict[str, Any]] = []
         self.metric_prefix = "test"
 
     def load_stage(self, checkpoint: str) -> None:
-        """Take the weights (only) of a previous stage's checkpoint."""
+        """Take the weights (only) of a previous stage's checkpoint; LoRA-trained weights are merged in."""
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise ConfigError(f"model.init_from: {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        self.model.load_state_dict(weights)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        lineage = list(saved.get(LINEAGE_KEY, []))
+        excluded = [s for s in lineage if s in (self.hparams["exclude_stages"] or [])]
+        if excluded:
+            raise ConfigError(
+                f"model.init_from: {path} went through stage {excluded[0]!r}, which this run excludes "
+                f"(model.exclude_stages={list(self.hparams['exclude_stages'])}, the wo_stage1/reference ablations)"
+            )
+        weights = {k.removeprefix("model."): v for k, v in saved["state_dict"].items() if k.startswith("model.")}
+        lora = (saved.get("hyper_parameters") or {}).get("lora") or {}
+        try:
+            if lora.get("enabled"):
+                self.model = merge_lora_weights(self.model, weights, lora)
+            else:
+                self.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"model.init_from: {path} does not fit model.backbone ({first})") from None
+        self.lineage = lineage
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[LINEAGE_KEY] = [*self.lineage, self.STAGE]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # resuming this stage
+        self.lineage = list(checkpoint.get(LINEAGE_KEY, [self.STAGE]))[:-1]
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches hold samples, not tensors: the processor's tensors are moved when they are made."""
@@ -82,8 +130,10 @@ class EPAIQAStage(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         convs, images = self._instructions(batch)
         inputs = encode_supervised(self.processor, convs, images).to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         loss = self.model(**inputs, use_cache=False).loss
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(convs))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(convs), sync_dist=True)
         return loss
 
     def on_test_epoch_start(self) -> None:
@@ -92,9 +142,18 @@ class EPAIQAStage(L.LightningModule):
     def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         raise NotImplementedError
 
+    def _log_metrics(self, task: str, metrics: Mapping[str, Any]) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.log(f"{self.metric_prefix}/{task}_{key}", float(value), rank_zero_only=True)
+            elif value is None:
+                self.log(f"{self.metric_prefix}/{task}_{key}", float("nan"), rank_zero_only=True)
+
 
 class EPAIQAScoring(EPAIQAStage):
     """Stage 2: level training on harmony / naturalness pairs, Q-Align scoring at test time."""
+
+    STAGE = "scoring"
 
     def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         convs, images = [], []
@@ -129,22 +188,24 @@ class EPAIQAScoring(EPAIQAStage):
                 )
 
     def on_test_epoch_end(self) -> None:
-        self.test_predictions = list(self._outputs)
+        self.test_predictions = gather_rows(self._outputs)
         self.test_results_by_task = {}
-        for task in sorted({o["task"] for o in self._outputs}):
-            rows = [o for o in self._outputs if o["task"] == task]
+        for task in sorted({o["task"] for o in self.test_predictions}):
+            rows = [o for o in self.test_predictions if o["task"] == task]
             preds = torch.tensor([o["pred"] for o in rows])
             mos = torch.tensor([o["mos"] for o in rows])
             self.test_results_by_task[task] = correlations_by_edit_type(preds, mos, [o["edit_type"] for o in rows])
-            for key in ("srcc", "plcc"):
-                value = self.test_results_by_task[task]["all"][key]
-                self.log(f"{self.metric_prefix}/{task}_{key}", float("nan") if value is None else value)
+            self._log_metrics(task, {k: self.test_results_by_task[task]["all"][k] for k in ("srcc", "plcc")})
 
 
 class EPAIQAGrounding(EPAIQAStage):
     """Stage 1: source + edited image → "(x, y, z1, z2)"; the LLM frozen, projector (and vision) trained."""
 
+    STAGE = "grounding"
+
     def __init__(self, *args: Any, freeze_llm: bool = True, train_vision: bool = True, **kwargs: Any) -> None:
+        if lora_settings(kwargs.get("lora"))["enabled"]:
+            raise ConfigError("model.lora: stage 1 freezes the LLM; LoRA applies to stages 2 and 3")
         super().__init__(*args, **kwargs)
         self.hparams.update(freeze_llm=freeze_llm, train_vision=train_vision)
         for name, param in self.model.named_parameters():
@@ -161,18 +222,7 @@ class EPAIQAGrounding(EPAIQAStage):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         convs, images = self._instructions(batch)
-        tokenizer = tokenizer_of(self.processor)
-        side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues every row
-        try:
-            prompts = [
-                self.processor.apply_chat_template(prompt_only(c), add_generation_prompt=True, tokenize=False)
-                for c in convs
-            ]
-            inputs = self.processor(text=prompts, images=images, padding=True, return_tensors="pt").to(self.device)
-        finally:
-            tokenizer.padding_side = side
-        out = self.model.generate(**inputs, max_new_tokens=self.hparams["max_new_tokens"], do_sample=False)
-        texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = generate_answers(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
         for sample, text in zip(batch["samples"], texts, strict=True):
             box = parse_bbox(text)
             self._outputs.append(
@@ -180,22 +230,82 @@ class EPAIQAGrounding(EPAIQAStage):
                     "id": sample.id,
                     "task": "grounding",
                     "edit_type": sample.edit_type,
-                    "answer": text.strip(),
+                    "answer": text,
                     "iou": None if box is None else iou(box, sample.bbox),
                     "centre_error": None if box is None else centre_error(box, sample.bbox),
                 }
             )
 
     def on_test_epoch_end(self) -> None:
-        self.test_predictions = list(self._outputs)
-        parsed = [o for o in self._outputs if o["iou"] is not None]
-        n = len(self._outputs)
+        self.test_predictions = gather_rows(self._outputs)
+        parsed = [o for o in self.test_predictions if o["iou"] is not None]
+        n = len(self.test_predictions)
         metrics: dict[str, Any] = {
             "n": n,
-            "iou": sum(o["iou"] for o in parsed) / len(parsed) if parsed else None,
-            "centre_error": sum(o["centre_error"] for o in parsed) / len(parsed) if parsed else None,
+            "iou": _mean([o["iou"] for o in parsed]),
+            "centre_error": _mean([o["centre_error"] for o in parsed]),
             "parse_failure_rate": (n - len(parsed)) / n if n else None,
         }
         self.test_results_by_task = {"grounding": metrics}
-        for key in ("iou", "centre_error", "parse_failure_rate"):
-            self.log(f"{self.metric_prefix}/grounding_{key}", float("nan") if metrics[key] is None else metrics[key])
+        self._log_metrics("grounding", {k: v for k, v in metrics.items() if k != "n"})
+
+
+class EPAIQAExplain(EPAIQAStage):
+    """Stage 3: source, edited image and prompt → explanation ending in the overall level (appendix E.3).
+
+    Trained on the CoT answers (``with_cot=false``: the levels only, the w/o-CoT ablation). The test generates
+    each explanation, parses its prompt-completion verdict (completion accuracy over the overall subset's test
+    split) and reads the overall level's probabilities after the explanation (Q-Align), scored against the
+    overall MOS on the samples whose prompt completion is 3 (§5.1). Explanations go to ``explanations.jsonl``.
+    """
+
+    STAGE = "explain"
+
+    def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        pairs = [
+            explain_instruction(s, batch["root"], self.hparams["with_cot"], self.hparams["reference"])
+            for s in batch["samples"]
+        ]
+        return [p.conversation for p in pairs], [p.images for p in pairs]
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        convs, images = self._instructions(batch)
+        texts = generate_answers(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
+        prefixes, wrote = zip(*(overall_prefix(t) for t in texts), strict=True)
+        scores = score(self.model, self.processor, convs, images, ANSWER_TEMPLATES["overall"], answer_prefixes=prefixes)
+        for sample, conv, text, own, value in zip(batch["samples"], convs, texts, wrote, scores.tolist(), strict=True):
+            self._outputs.append(
+                {
+                    "id": sample.id,
+                    "task": "overall",
+                    "edit_type": sample.edit_type,
+                    "completion": completion_level(sample),
+                    "completion_pred": parse_completion(text),
+                    "mos": sample.score("overall"),
+                    "pred": value,
+                    "wrote_level_sentence": own,
+                    "prompt": sample.prompt,
+                    "explanation": text,
+                    "reference_answer": answer_text(conv),
+                }
+            )
+
+    def on_test_epoch_end(self) -> None:
+        rows = gather_rows(self._outputs)
+        text_keys = ("prompt", "explanation", "reference_answer")
+        self.test_generations = rows
+        self.test_predictions = [{k: v for k, v in r.items() if k not in text_keys} for r in rows]
+        followed = [r for r in rows if r["completion"] == 3]
+        preds = torch.tensor([r["pred"] for r in followed])
+        mos = torch.tensor([r["mos"] for r in followed])
+        overall = correlations_by_edit_type(preds, mos, [r["edit_type"] for r in followed])
+        n = len(rows)
+        completion = {
+            "n": n,
+            "accuracy": _mean([float(r["completion_pred"] == r["completion"]) for r in rows]),
+            "parse_failure_rate": _mean([float(r["completion_pred"] is None) for r in rows]),
+            "level_sentence_rate": _mean([float(r["wrote_level_sentence"]) for r in rows]),
+        }
+        self.test_results_by_task = {"overall": overall, "completion": completion}
+        self._log_metrics("overall", {k: overall["all"][k] for k in ("srcc", "plcc")})
+        self._log_metrics("completion", {k: v for k, v in completion.items() if k != "n"})
