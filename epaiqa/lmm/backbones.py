@@ -214,7 +214,7 @@ def random_llava_onevision_config(shape: str, vocab_size: int, image_token: int,
     tie = spec["tie_word_embeddings"]
     return LlavaOnevisionConfig(
         vision_config=SiglipVisionConfig(
-            **spec["vision"], image_size=spec["image_size"], patch_size=spec["patch_size"]
+            **spec["vision"], image_size=spec["image_size"], patch_size=spec["patch_size"], vision_use_head=False
         ),
         text_config=Qwen2Config(**spec["text"], vocab_size=spec["vocab_size"] or vocab_size, tie_word_embeddings=tie),
         image_token_index=image_token,

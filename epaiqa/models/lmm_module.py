@@ -53,6 +53,8 @@ class EPAIQAStage(L.LightningModule):
     ``backbone`` is the ``model.backbone`` config (``id``: ``tiny`` / ``random-0.5b`` / a hub id; ``path``;
     ``dtype``; see :func:`~epaiqa.lmm.backbones.build_backbone`). ``exclude_stages`` lists stages that
     ``init_from`` must not have gone through (the wo-stage-1 and reference ablations exclude ``grounding``).
+    ``freeze`` lists parameter-name parts never trained — those outside the forward path (LLaVA-OneVision reads
+    SigLIP features before its post-layernorm), so that DDP needs no search for unused parameters.
     """
 
     STAGE = "stage"
@@ -69,6 +71,7 @@ class EPAIQAStage(L.LightningModule):
         max_new_tokens: int = 40,
         lora: Mapping[str, Any] | None = None,
         gradient_checkpointing: bool = False,
+        freeze: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -82,6 +85,9 @@ class EPAIQAStage(L.LightningModule):
         if gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         self.model = apply_lora(self.model, lora)
+        for name, param in self.model.named_parameters():
+            if any(part in name for part in freeze or []):
+                param.requires_grad = False
         self.test_results_by_task: dict[str, dict[str, Any]] = {}
         self.test_predictions: list[dict[str, Any]] = []
         self.test_generations: list[dict[str, Any]] = []

@@ -1,0 +1,139 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import make_cfg
+
+from epaiqa.data.manifest import load_manifest
+from epaiqa.data.splits import load_splits
+from epaiqa.errors import ConfigError
+from epaiqa.lmm.explain import OVERALL_HEAD, overall_prefix, parse_completion
+from epaiqa.lmm.instructions import explain_answer
+from epaiqa.models.lmm_module import LINEAGE_KEY
+from epaiqa.train import train
+
+FAST = ["trainer.limit_train_batches=1", "model.max_new_tokens=8"]
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [
+        ("The prompt completion is fully compliant. The cat is red.", 3),
+        ("the PROMPT COMPLETION IS partly-compliant.", 2),
+        ("The prompt completion is non-compliant. Therefore, …", 1),
+        ("The prompt completion is compliant.", None),
+        ("The prompt completion is", None),
+        ("", None),
+        ("fully compliant", None),
+    ],
+)
+def test_parse_completion(text: str, level: int | None) -> None:
+    assert parse_completion(text) == level
+
+
+def test_overall_prefix_stops_before_the_level_word() -> None:
+    written = (
+        "The prompt completion is fully compliant. Therefore, the overall editing quality level of the image is good."
+    )
+    prefix, own = overall_prefix(written)
+    assert own and prefix == written.removesuffix(" good.") and prefix.endswith("image is")
+    assert overall_prefix("Some analysis.") == (f"Some analysis. {OVERALL_HEAD}", False)
+    assert overall_prefix("   ") == (OVERALL_HEAD, False)
+    twice = f"{OVERALL_HEAD} bad. {OVERALL_HEAD} fair."
+    assert overall_prefix(twice)[0] == f"{OVERALL_HEAD} bad. {OVERALL_HEAD}"  # the last verdict counts
+
+
+def _overall_test(root: Path, limit: int) -> list:
+    samples = load_manifest(root)
+    by_id = {s.id: s for s in samples}
+    return [by_id[i] for i in load_splits(root, samples)["overall"]["test"]][:limit]
+
+
+def test_stage3_reports_completion_accuracy_scores_completion_3_and_writes_explanations(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage3_explain", "data.limit_test=6", *FAST])
+    results = train(cfg)["by_task"]
+    expected = _overall_test(demo_root, 6)
+    followed = [s for s in expected if s.score("completion") == 3]
+    assert results["overall"]["n"] == len(followed) > 0  # §5.1: overall scoring on completion = 3 only
+    completion = results["completion"]["metrics"]
+    assert completion["n"] == 6 and 0.0 <= completion["accuracy"] <= 1.0
+    assert completion["parse_failure_rate"] + completion["accuracy"] <= 1.0
+    assert json.loads((tmp_path / "overall" / "results.json").read_text())["task"] == "overall"
+
+    rows = [json.loads(line) for line in (tmp_path / "explanations.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == sorted(s.id for s in expected)
+    by_id = {s.id: s for s in expected}
+    for row in rows:
+        sample = by_id[row["id"]]
+        assert row["reference_answer"] == explain_answer(sample, with_cot=True)
+        assert row["completion"] == sample.score("completion") and 1.0 <= row["pred"] <= 5.0
+        assert row["completion_pred"] == parse_completion(row["explanation"])
+    predictions = (tmp_path / "predictions.csv").read_text()
+    assert "explanation" not in predictions.splitlines()[0] and len(predictions.splitlines()) == 7
+
+
+def test_wo_cot_ablation_trains_on_levels_only(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage3_explain", "ablation=wo_cot", "data.limit_test=3", *FAST])
+    assert cfg.model_name == "epaiqa_tiny_wo_cot" and cfg.data.require_cot is False
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "explanations.jsonl").read_text().splitlines()]
+    by_id = {s.id: s for s in _overall_test(demo_root, 3)}
+    assert all(r["reference_answer"] == explain_answer(by_id[r["id"]], with_cot=False) for r in rows)
+
+
+def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
+    demo_copy: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = demo_copy / "manifest.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    train_ids = set(load_splits(demo_copy, load_manifest(demo_copy))["overall"]["train"])
+    stripped = [line["id"] for line in lines if line["id"] in train_ids][:3]
+    for line in lines:
+        if line["id"] in stripped:
+            line.pop("cot", None)
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    cfg = make_cfg(demo_copy, tmp_path, ["experiment=stage3_explain", "data.limit_test=2", *FAST])
+    from epaiqa.train import build
+
+    datamodule = build(cfg.data)
+    with caplog.at_level("WARNING"):
+        datamodule.setup("fit")
+    assert f"3 of {len(train_ids)} overall samples lack" in caplog.text
+    assert not {s.id for s, _ in datamodule.pairs["train"]} & set(stripped)
+    assert len(datamodule.pairs["train"]) == len(train_ids) - 3
+
+
+def test_stages_1_2_3_chain_and_record_their_lineage(demo_root: Path, tmp_path: Path) -> None:
+    train(make_cfg(demo_root, tmp_path / "s1", ["experiment=stage1_grounding", "data.limit_test=2", *FAST]))
+    s1 = tmp_path / "s1" / "checkpoints" / "last.ckpt"
+    stage2 = ["experiment=stage2_mixed", "data.limit_test=4", "eval_untrained=false", f"model.init_from={s1}"]
+    train(make_cfg(demo_root, tmp_path / "s2", [*stage2, *FAST]))
+    s2 = tmp_path / "s2" / "checkpoints" / "last.ckpt"
+    train(
+        make_cfg(
+            demo_root,
+            tmp_path / "s3",
+            ["experiment=stage3_explain", "data.limit_test=4", f"model.init_from={s2}", *FAST],
+        )
+    )
+    s3 = tmp_path / "s3" / "checkpoints" / "last.ckpt"
+    lineage = [torch.load(c, map_location="cpu", weights_only=True)[LINEAGE_KEY] for c in (s1, s2, s3)]
+    assert lineage == [["grounding"], ["grounding", "scoring"], ["grounding", "scoring", "explain"]]
+
+    # the wo-stage-1 ablation refuses weights that went through stage 1, and says so
+    refused = make_cfg(
+        demo_root, tmp_path / "ab", ["experiment=stage3_explain", "ablation=wo_stage1", f"model.init_from={s2}"]
+    )
+    with pytest.raises(ConfigError, match=r"went through stage 'grounding'.*wo_stage1"):
+        train(refused)
+
+
+def test_ablation_presets_compose(demo_root: Path, tmp_path: Path) -> None:
+    ref = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "ablation=reference"])
+    assert ref.model.reference is True and list(ref.model.exclude_stages) == ["grounding"]
+    assert ref.model.init_from is None and ref.model_name == "epaiqa_tiny_reference"
+    wo = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "ablation=wo_stage1", "model.init_from=/x.ckpt"])
+    assert wo.model.init_from == "/x.ckpt" and wo.model_name == "epaiqa_tiny_wo_stage1"  # the user's chain wins
