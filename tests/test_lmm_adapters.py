@@ -1,0 +1,84 @@
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import make_cfg
+
+from epaiqa.data.manifest import load_manifest
+from epaiqa.errors import ConfigError
+from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings
+from epaiqa.lmm.backbones import build_tiny_llava_onevision
+from epaiqa.lmm.instructions import encode_supervised, harmony_instruction
+from epaiqa.train import train
+
+
+def _batch(root: Path, processor, n: int = 2):  # type: ignore[no-untyped-def]
+    pairs = [harmony_instruction(s, root) for s in load_manifest(root)[:n]]
+    return encode_supervised(processor, [p.conversation for p in pairs], [p.images for p in pairs])
+
+
+def test_lora_adapts_the_llm_only_and_trains_the_projector(demo_root: Path) -> None:
+    model, processor = build_tiny_llava_onevision()
+    wrapped = apply_lora(model, {"enabled": True, "r": 4})
+    trainable = [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert any("lora_A" in n for n in trainable)
+    assert all("language_model" in n for n in trainable if "lora_" in n)  # no adapters in the vision tower
+    assert any("multi_modal_projector" in n for n in trainable)
+    assert not any("embed_tokens" in n or "vision_tower" in n for n in trainable)
+    wrapped.train()
+    wrapped(**_batch(demo_root, processor)).loss.backward()
+    assert all(p.grad is not None for n, p in wrapped.named_parameters() if p.requires_grad and "lora_B" in n)
+
+
+def test_lora_settings_reject_unknown_keys_and_bad_rank() -> None:
+    with pytest.raises(ConfigError, match=r"model\.lora: unknown keys \['rank'\]"):
+        lora_settings({"rank": 8})
+    with pytest.raises(ConfigError, match="r must be >= 1"):
+        lora_settings({"enabled": True, "r": 0})
+    with pytest.raises(ConfigError, match=r"model\.lora"):
+        apply_lora(build_tiny_llava_onevision()[0], {"enabled": True, "scope": "no_such_module"})
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(demo_root: Path) -> None:
+    plain, processor = build_tiny_llava_onevision(seed=2)
+    checkpointed, _ = build_tiny_llava_onevision(seed=2)
+    enable_gradient_checkpointing(checkpointed)
+    batch = _batch(demo_root, processor)
+    losses = []
+    for model in (plain, checkpointed):
+        model.train()
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        losses.append(loss.item())
+    assert checkpointed.model.language_model.gradient_checkpointing  # set by either API
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    grads = [dict((n, p.grad) for n, p in m.named_parameters() if p.grad is not None) for m in (plain, checkpointed)]
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][k], grads[1][k], atol=1e-6) for k in grads[0])
+
+
+def _predictions(folder: Path) -> dict[str, float]:
+    with (folder / "predictions.csv").open() as fh:
+        return {r["id"]: float(r["pred"]) for r in csv.DictReader(fh)}
+
+
+def test_a_lora_stage_merges_into_the_next_one(demo_root: Path, tmp_path: Path) -> None:
+    common = ["experiment=stage2_harmony", "data.limit_test=6", "eval_untrained=false"]
+    lora = ["model.lora.enabled=true", "model.lora.r=4", "model.lr=1e-2", "trainer.limit_train_batches=2"]
+    train(make_cfg(demo_root, tmp_path / "lora", [*common, *lora]))
+    checkpoint = tmp_path / "lora" / "checkpoints" / "last.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert any("lora_A" in k for k in state)
+    train(make_cfg(demo_root, tmp_path / "merged", [*common, "train=false", f"model.init_from={checkpoint}"]))
+    train(make_cfg(demo_root, tmp_path / "base", [*common, "train=false"]))
+    trained, merged, base = (_predictions(tmp_path / d) for d in ("lora", "merged", "base"))
+    assert trained.keys() == merged.keys() and len(trained) == 6
+    assert all(abs(trained[k] - merged[k]) < 1e-4 for k in trained)  # merged weights score as the adapters did
+    assert any(abs(trained[k] - base[k]) > 1e-4 for k in trained)  # and LoRA training changed the scores
+
+
+def test_stage1_refuses_lora(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage1_grounding", "model.lora.enabled=true"])
+    with pytest.raises(ConfigError, match="stage 1 freezes the LLM"):
+        train(cfg)

@@ -1,0 +1,135 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import CONF, make_cfg
+from lightning.pytorch.strategies import FSDPStrategy
+
+from epaiqa.distributed import gather_rows
+from epaiqa.errors import ConfigError
+from epaiqa.scale import fsdp_strategy
+from epaiqa.train import build, train
+
+RUN = Path(__file__).resolve().parents[1] / "run.py"
+
+
+def test_gather_rows_drops_sampler_repeats_and_sorts() -> None:
+    rows = [{"id": "b", "task": "harmony", "pred": 1.0}, {"id": "a", "task": "harmony", "pred": 2.0}]
+    repeated = [*rows, {"id": "b", "task": "harmony", "pred": 9.0}, {"id": "b", "task": "naturalness", "pred": 3.0}]
+    out = gather_rows(repeated)
+    assert [(r["id"], r["task"], r["pred"]) for r in out] == [
+        ("a", "harmony", 2.0),
+        ("b", "harmony", 1.0),
+        ("b", "naturalness", 3.0),
+    ]
+
+
+@pytest.mark.parametrize("preset", ["ddp", "fsdp", "deepspeed", "gpu"])
+def test_trainer_presets_compose(demo_root: Path, tmp_path: Path, preset: str) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_mixed", f"trainer={preset}"], small=False)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
+    assert cfg.trainer.precision == ("32-true" if preset == "ddp" else "bf16-mixed")
+    assert "accumulate_grad_batches" in cfg.trainer or preset == "ddp"
+
+
+def test_fsdp_preset_wraps_the_transformer_blocks(demo_root: Path, tmp_path: Path) -> None:
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+    from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
+
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_mixed", "trainer=fsdp"], small=False)
+    strategy = build(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy._state_dict_type == "full"
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Qwen2DecoderLayer, SiglipEncoderLayer}
+    with pytest.raises(ConfigError, match=r"trainer\.strategy\.layers: cannot import 'transformers\.NoSuchLayer'"):
+        fsdp_strategy(["transformers.NoSuchLayer"])
+
+
+def test_deepspeed_without_the_package_is_a_clear_error(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import epaiqa.scale
+
+    real = epaiqa.scale.importlib.util.find_spec
+    monkeypatch.setattr(epaiqa.scale.importlib.util, "find_spec", lambda n: None if n == "deepspeed" else real(n))
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "trainer=deepspeed"])
+    with pytest.raises(ConfigError, match=r"needs the deepspeed package: pip install 'epaiqa\[deepspeed\]'"):
+        train(cfg)
+
+
+def _predictions(path: Path) -> dict[str, float]:
+    with path.open() as fh:
+        return {r["id"]: float(r["pred"]) for r in csv.DictReader(fh)}
+
+
+def test_stage2_trains_under_ddp_with_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
+    """Two gloo processes: training runs, and test metrics cover every test sample once, from both shards."""
+    out = tmp_path / "ddp"
+    overrides = [
+        "experiment=stage2_harmony",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.limit_train_batches=2",
+        "+trainer.enable_progress_bar=false",
+        "data.limit_test=7",  # odd: the distributed sampler repeats one sample to even the shards
+        "data.eval_batch_size=2",
+        "logger=csv",
+        f"data.root={demo_root}",
+        f"hydra.run.dir={out}",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *overrides], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["n"] == 7 and results["untrained"]["all"]["n"] == 7
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+    # the untrained scores gathered from two processes equal one process's
+    single = make_cfg(demo_root, tmp_path / "single", ["experiment=stage2_harmony", "data.limit_test=7", "train=false"])
+    alone = train(single)
+    assert results["untrained"]["all"]["srcc"] == pytest.approx(alone["metrics"]["all"]["srcc"], abs=1e-6)
+    assert results["untrained"]["all"]["plcc"] == pytest.approx(alone["metrics"]["all"]["plcc"], abs=1e-5)
+    assert len(_predictions(out / "predictions.csv")) == 7
+
+
+def test_random_backbone_shapes_match_the_published_sizes() -> None:
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from epaiqa.lmm.backbones import random_llava_onevision_config
+
+    sizes = {}
+    for shape in ("0.5b", "7b"):
+        with torch.device("meta"):
+            model = LlavaOnevisionForConditionalGeneration(random_llava_onevision_config(shape, 151648, 151646, 151647))
+        sizes[shape] = sum(p.numel() for p in model.parameters())
+    # llava-onevision-qwen2-0.5b-ov-hf: 0.89B parameters; -7b-ov-hf: 8.03B
+    assert 0.85e9 < sizes["0.5b"] < 0.93e9
+    assert 7.9e9 < sizes["7b"] < 8.15e9
+
+
+def test_real_backbone_config_offline_names_what_to_download(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "model/backbone=llava_onevision_7b"])
+    assert cfg.model.backbone.id == "llava-hf/llava-onevision-qwen2-7b-ov-hf" and cfg.model_name.endswith("7b")
+    with pytest.raises(
+        ConfigError, match=r"huggingface-cli download llava-hf/llava-onevision-qwen2-7b-ov-hf.*model\.backbone\.path"
+    ):
+        train(cfg)
+    missing = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", f"model.backbone.path={tmp_path / 'none'}"])
+    with pytest.raises(ConfigError, match=r"model\.backbone\.path=.*none.* is not a directory"):
+        train(missing)
+    assert sorted(p.stem for p in (CONF / "model" / "backbone").glob("*.yaml")) == [
+        "llava_onevision_0.5b",
+        "llava_onevision_7b",
+        "qwen2_vl_7b",
+        "random_0.5b",
+        "tiny",
+    ]
