@@ -55,15 +55,17 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from epaiqa.eval.report import collect, log_to_wandb, to_markdown, write_report
+    from epaiqa.eval.report import collect, log_to_wandb, scalars_to_markdown, to_markdown, write_report
 
     report = collect(args.dirs)
-    if not report.tables and not report.failed:
+    if not report.tables and not report.scalars and not report.failed:
         print(f"error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
     for task, table in report.tables.items():
         print(to_markdown(task, table, report.runs[task]))
+    for task, rows in report.scalars.items():
+        print(scalars_to_markdown(task, rows))
     written = write_report(report, out)
     for failure in report.failed:
         print(f"FAILED {failure['dir']}: {failure.get('error', '?')}")

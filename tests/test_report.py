@@ -50,3 +50,21 @@ def test_report_command_writes_files_and_lists_failures(tmp_path: Path, capsys) 
     assert (tmp_path / "rep" / "harmony.csv").read_text().splitlines()[0].startswith("model,style_change_srcc")
     assert (tmp_path / "rep" / "harmony.md").is_file()
     assert main(["report", str(tmp_path / "empty")]) == 1
+
+
+def test_report_tables_plain_metrics_of_grounding_and_completion(tmp_path: Path, capsys) -> None:
+    for i, (model, acc) in enumerate([("epaiqa_tiny", 0.5), ("epaiqa_tiny", 0.7), ("epaiqa_tiny_wo_cot", 0.4)]):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        metrics = {"n": 10, "accuracy": acc, "parse_failure_rate": None}
+        (folder / "results.json").write_text(json.dumps({"task": "completion", "model": model, "metrics": metrics}))
+    write_run(tmp_path / "3", "epaiqa_tiny", "overall", 0.6)
+    report = collect([tmp_path])
+    assert not report.unreadable
+    assert abs(report.scalars["completion"]["epaiqa_tiny"]["accuracy"] - 0.6) < 1e-9
+    assert report.scalars["completion"]["epaiqa_tiny"]["parse_failure_rate"] is None
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "**Table 3: overall editing quality (prompt completion 3)**" in out
+    assert "| epaiqa_tiny_wo_cot | 0.4000 | 10.0000 | — |" in out
+    assert (tmp_path / "rep" / "completion.csv").read_text().splitlines()[0] == "model,accuracy,n,parse_failure_rate"

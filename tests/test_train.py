@@ -21,18 +21,20 @@ def test_every_experiment_runs_one_batch(demo_root: Path, tmp_path: Path, experi
     cfg = make_cfg(demo_root, tmp_path, [f"experiment={experiment}", "debug=fdr"])
     train(cfg)
     files = sorted(tmp_path.rglob("results.json"))
-    if cfg.data.get("stage") == "grounding":
-        tasks = ["grounding"]
+    stage = cfg.data.get("stage")
+    if stage in ("grounding", "explain"):
+        tasks = ["grounding"] if stage == "grounding" else ["overall", "completion"]
     else:
         tasks = list(cfg.data.tasks) if "tasks" in cfg.data else [cfg.data.task]
     assert len(files) == len(tasks)
+    plain = {
+        "grounding": {"n", "iou", "centre_error", "parse_failure_rate"},
+        "completion": {"n", "accuracy", "parse_failure_rate", "level_sentence_rate"},
+    }
     for path in files:
         saved = json.loads(path.read_text())
         assert saved["task"] in tasks and saved["model"] == cfg.model_name
-        expected = (
-            {"n", "iou", "centre_error", "parse_failure_rate"} if tasks == ["grounding"] else {"all", *EDIT_TYPES}
-        )
-        assert set(saved["metrics"]) == expected
+        assert set(saved["metrics"]) == plain.get(saved["task"], {"all", *EDIT_TYPES})
         assert saved["n"] > 0
     assert (tmp_path / "config.yaml").is_file() and (tmp_path / "predictions.csv").is_file()
 

@@ -3,7 +3,9 @@
 Rows are models, columns Type-1..Type-4 and Overall, SRCC and PLCC each; one table per task
 (Table 1 = harmony, Table 2 = naturalness). Runs of the same model and task (seeds) are averaged.
 The best value of each column is marked in bold and the second best in italics in the markdown
-(the paper's red and blue). Jobs that failed (``failed.json``) are listed, not dropped silently.
+(the paper's red and blue). Tasks whose metrics are plain numbers (stage-1 grounding, stage-3 completion
+accuracy) get a table of their own, one column per metric. Jobs that failed (``failed.json``) are listed, not
+dropped silently.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from epaiqa.eval.results import COLUMNS, RESULTS, TYPE_LABELS
 from epaiqa.io import atomic_write_text
 
 FAILED = "failed.json"
-TABLE_TITLES = {"harmony": "Table 1: global harmony", "naturalness": "Table 2: local naturalness"}
+TABLE_TITLES = {
+    "harmony": "Table 1: global harmony",
+    "naturalness": "Table 2: local naturalness",
+    "overall": "Table 3: overall editing quality (prompt completion 3)",
+}
 METRICS = ("srcc", "plcc")
 
 
@@ -34,6 +40,8 @@ class Report:
     runs: dict[str, dict[str, int]] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    #: tasks with plain-number metrics (grounding, completion): per task, per model, metric → mean
+    scalars: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
 
 
 def find_runs(dirs: list[str | Path]) -> tuple[list[Path], list[Path]]:
@@ -49,13 +57,18 @@ def collect(dirs: list[str | Path]) -> Report:
     """Read every run under ``dirs`` into a report (means over runs of one model and task)."""
     results, failed = find_runs(dirs)
     values: dict[str, dict[str, dict[tuple[str, str], list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    scalars: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     report = Report()
     for path in results:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             task, model, metrics = data["task"], data["model"], data["metrics"]
+            if "all" not in metrics and all(isinstance(v, int | float | None) for v in metrics.values()):
+                for name, value in metrics.items():
+                    scalars[task][model][name] += [] if value is None else [float(value)]
+                continue
             cells = {(col, m): metrics[col][m] for col in COLUMNS for m in METRICS}
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             report.unreadable.append(str(path))
             continue
         for key, value in cells.items():
@@ -67,6 +80,11 @@ def collect(dirs: list[str | Path]) -> Report:
     for task, models in values.items():
         report.tables[task] = {
             model: {key: (float(np.mean(v)) if v else None) for key, v in cells.items()}
+            for model, cells in sorted(models.items())
+        }
+    for task, models in scalars.items():
+        report.scalars[task] = {
+            model: {name: (float(np.mean(v)) if v else None) for name, v in cells.items()}
             for model, cells in sorted(models.items())
         }
     for path in failed:
@@ -107,6 +125,27 @@ def to_markdown(task: str, table: dict[str, dict[tuple[str, str], float | None]]
     return "\n".join(lines) + "\n"
 
 
+def scalars_to_markdown(task: str, rows: dict[str, dict[str, float | None]]) -> str:
+    """A plain table of a task's numeric metrics, one row per model (means over runs)."""
+    names = sorted({name for row in rows.values() for name in row})
+    lines = [f"**{task}**", "", "| Models | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for model, row in rows.items():
+        cells = ["—" if row.get(n) is None else f"{row[n]:.4f}" for n in names]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def scalars_to_csv(rows: dict[str, dict[str, float | None]]) -> str:
+    """One row per model, one column per metric."""
+    names = sorted({name for row in rows.values() for name in row})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["model", *names])
+    for model, row in rows.items():
+        writer.writerow([model, *("" if row.get(n) is None else f"{row[n]:.6f}" for n in names)])
+    return buffer.getvalue()
+
+
 def to_csv(table: dict[str, dict[tuple[str, str], float | None]]) -> str:
     """One row per model, columns ``<type>_<metric>``."""
     buffer = io.StringIO()
@@ -125,6 +164,9 @@ def write_report(report: Report, out: str | Path) -> list[Path]:
     for task, table in report.tables.items():
         written.append(atomic_write_text(out / f"{task}.csv", to_csv(table)))
         written.append(atomic_write_text(out / f"{task}.md", to_markdown(task, table, report.runs[task])))
+    for task, rows in report.scalars.items():
+        written.append(atomic_write_text(out / f"{task}.csv", scalars_to_csv(rows)))
+        written.append(atomic_write_text(out / f"{task}.md", scalars_to_markdown(task, rows)))
     return written
 
 
