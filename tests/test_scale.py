@@ -44,7 +44,7 @@ def test_fsdp_preset_wraps_the_transformer_blocks(demo_root: Path, tmp_path: Pat
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_mixed", "trainer=fsdp"], small=False)
     strategy = build(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
-    assert strategy._state_dict_type == "full"
+    assert strategy._state_dict_type == "full" and strategy.kwargs["use_orig_params"] is True
     assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Qwen2DecoderLayer, SiglipEncoderLayer}
     with pytest.raises(ConfigError, match=r"trainer\.strategy\.layers: cannot import 'transformers\.NoSuchLayer'"):
         fsdp_strategy(["transformers.NoSuchLayer"])
