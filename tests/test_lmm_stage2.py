@@ -38,6 +38,25 @@ def test_init_from_a_missing_checkpoint_is_a_clear_error(demo_root: Path, tmp_pa
         train(cfg)
 
 
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"])
+def test_init_from_a_corrupt_checkpoint_is_a_clear_error(demo_root: Path, tmp_path: Path, content: bytes) -> None:
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(content)
+    cfg = make_cfg(demo_root, tmp_path / "out", ["experiment=stage2_harmony", f"model.init_from={broken}"])
+    with pytest.raises(ConfigError, match=r"model\.init_from: .*broken\.ckpt is not a readable Lightning checkpoint"):
+        train(cfg)
+
+
+def test_init_from_a_checkpoint_of_another_backbone_is_a_clear_error(demo_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"model.some.weight": torch.zeros(2)}}, other)
+    cfg = make_cfg(demo_root, tmp_path / "out", ["experiment=stage2_harmony", f"model.init_from={other}"])
+    with pytest.raises(ConfigError, match=r"other\.ckpt does not fit model\.backbone"):
+        train(cfg)
+
+
 def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path, tmp_path: Path) -> None:
     import json
 

@@ -123,6 +123,12 @@ def test_stages_1_2_3_chain_and_record_their_lineage(demo_root: Path, tmp_path: 
     lineage = [torch.load(c, map_location="cpu", weights_only=True)[LINEAGE_KEY] for c in (s1, s2, s3)]
     assert lineage == [["grounding"], ["grounding", "scoring"], ["grounding", "scoring", "explain"]]
 
+    # resuming stage 2 (ckpt_path) continues the same lineage instead of adding a stage
+    resumed = [*stage2, *FAST, f"ckpt_path={s2}", "trainer.max_epochs=2"]
+    train(make_cfg(demo_root, tmp_path / "s2b", resumed))
+    again = torch.load(tmp_path / "s2b" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert again[LINEAGE_KEY] == ["grounding", "scoring"] and again["epoch"] == 1
+
     # the wo-stage-1 ablation refuses weights that went through stage 1, and says so
     refused = make_cfg(
         demo_root, tmp_path / "ab", ["experiment=stage3_explain", "ablation=wo_stage1", f"model.init_from={s2}"]

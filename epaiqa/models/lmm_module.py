@@ -11,6 +11,7 @@ way, and reports completion accuracy.
 
 from __future__ import annotations
 
+import pickle
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,7 +100,13 @@ class EPAIQAStage(L.LightningModule):
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise ConfigError(f"model.init_from: {path} does not exist")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            state = saved["state_dict"]
+        except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+            raise ConfigError(
+                f"model.init_from: {path} is not a readable Lightning checkpoint ({exc!r:.200})"
+            ) from None
         lineage = list(saved.get(LINEAGE_KEY, []))
         excluded = [s for s in lineage if s in (self.hparams["exclude_stages"] or [])]
         if excluded:
@@ -107,7 +114,7 @@ class EPAIQAStage(L.LightningModule):
                 f"model.init_from: {path} went through stage {excluded[0]!r}, which this run excludes "
                 f"(model.exclude_stages={list(self.hparams['exclude_stages'])}, the wo_stage1/reference ablations)"
             )
-        weights = {k.removeprefix("model."): v for k, v in saved["state_dict"].items() if k.startswith("model.")}
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
         lora = (saved.get("hyper_parameters") or {}).get("lora") or {}
         try:
             if lora.get("enabled"):
