@@ -53,10 +53,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # validates the whole dataset root before any training
+    check_strategy(cfg.trainer.get("strategy"))  # before a large model is loaded
     model = build(cfg.model)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
-    check_strategy(cfg.trainer.get("strategy"))
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
     untrained: dict[str, Any] = {}

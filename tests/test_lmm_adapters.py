@@ -38,6 +38,21 @@ def test_lora_settings_reject_unknown_keys_and_bad_rank() -> None:
         lora_settings({"enabled": True, "r": 0})
     with pytest.raises(ConfigError, match=r"model\.lora"):
         apply_lora(build_tiny_llava_onevision()[0], {"enabled": True, "scope": "no_such_module"})
+    with pytest.raises(ConfigError, match=r"modules_to_save: no module named \['merger'\]"):
+        apply_lora(build_tiny_llava_onevision()[0], {"enabled": True, "modules_to_save": ["merger"]})
+
+
+def test_every_lora_setting_is_overridable(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "model.lora.modules_to_save=[merger]"])
+    assert set(cfg.model.lora) == set(lora_settings(None))
+    assert list(cfg.model.lora.modules_to_save) == ["merger"]
+
+
+def test_training_half_precision_weights_warns(demo_root: Path, tmp_path: Path) -> None:
+    overrides = ["experiment=stage2_harmony", "model.backbone.dtype=bfloat16", "trainer.limit_train_batches=1"]
+    cfg = make_cfg(demo_root, tmp_path, [*overrides, "data.limit_test=2", "eval_untrained=false"])
+    with pytest.warns(UserWarning, match="without fp32 master weights"):
+        train(cfg)
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(demo_root: Path) -> None:

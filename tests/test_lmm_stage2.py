@@ -57,6 +57,21 @@ def test_init_from_a_checkpoint_of_another_backbone_is_a_clear_error(demo_root: 
         train(cfg)
 
 
+def test_init_from_a_folder_or_a_checkpoint_without_lineage_is_explained(demo_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    folder = tmp_path / "last.ckpt"
+    folder.mkdir()
+    cfg = make_cfg(demo_root, tmp_path / "a", ["experiment=stage2_harmony", f"model.init_from={folder}"])
+    with pytest.raises(ConfigError, match=r"sharded \(DeepSpeed\) checkpoint folder.*convert_zero_checkpoint_to_fp32"):
+        train(cfg)
+    old = tmp_path / "old.ckpt"
+    torch.save({"state_dict": {}}, old)
+    ablation = ["experiment=stage2_harmony", "ablation=wo_stage1", f"model.init_from={old}"]
+    with pytest.raises(ConfigError, match="records no stage lineage"):
+        train(make_cfg(demo_root, tmp_path / "b", ablation))
+
+
 def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path, tmp_path: Path) -> None:
     import json
 

@@ -89,10 +89,12 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
 ) -> None:
     manifest = demo_copy / "manifest.jsonl"
     lines = [json.loads(line) for line in manifest.read_text().splitlines()]
-    train_ids = set(load_splits(demo_copy, load_manifest(demo_copy))["overall"]["train"])
+    subsets = load_splits(demo_copy, load_manifest(demo_copy))["overall"]
+    train_ids = set(subsets["train"])
     stripped = [line["id"] for line in lines if line["id"] in train_ids][:3]
+    first_test = subsets["test"][0]
     for line in lines:
-        if line["id"] in stripped:
+        if line["id"] in [*stripped, first_test]:
             line.pop("cot", None)
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     cfg = make_cfg(demo_copy, tmp_path, ["experiment=stage3_explain", "data.limit_test=2", *FAST])
@@ -104,6 +106,12 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
     assert f"3 of {len(train_ids)} overall samples lack" in caplog.text
     assert not {s.id for s, _ in datamodule.pairs["train"]} & set(stripped)
     assert len(datamodule.pairs["train"]) == len(train_ids) - 3
+
+    # a test sample without CoT is still tested; its reference answer has the levels only
+    train(cfg)
+    rows = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "explanations.jsonl").open()}
+    sample = next(s for s in load_manifest(demo_copy) if s.id == first_test)
+    assert rows[first_test]["reference_answer"] == explain_answer(sample, with_cot=False)
 
 
 def test_stages_1_2_3_chain_and_record_their_lineage(demo_root: Path, tmp_path: Path) -> None:

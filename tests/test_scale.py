@@ -39,13 +39,15 @@ def test_trainer_presets_compose(demo_root: Path, tmp_path: Path, preset: str) -
 
 def test_fsdp_preset_wraps_the_transformer_blocks(demo_root: Path, tmp_path: Path) -> None:
     from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer, Qwen2VLVisionBlock
     from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
 
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_mixed", "trainer=fsdp"], small=False)
     strategy = build(cfg.trainer.strategy)
     assert isinstance(strategy, FSDPStrategy)
     assert strategy._state_dict_type == "full" and strategy.kwargs["use_orig_params"] is True
-    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {Qwen2DecoderLayer, SiglipEncoderLayer}
+    blocks = {Qwen2DecoderLayer, SiglipEncoderLayer, Qwen2VLDecoderLayer, Qwen2VLVisionBlock}
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == blocks
     with pytest.raises(ConfigError, match=r"trainer\.strategy\.layers: cannot import 'transformers\.NoSuchLayer'"):
         fsdp_strategy(["transformers.NoSuchLayer"])
 

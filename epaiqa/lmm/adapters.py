@@ -60,6 +60,13 @@ def apply_lora(model: torch.nn.Module, lora: Mapping[str, Any] | None) -> torch.
         return model
     from peft import get_peft_model
 
+    names = [n for n, _ in model.named_modules()]
+    missing = [m for m in settings["modules_to_save"] if not any(n == m or n.endswith(f".{m}") for n in names)]
+    if missing:
+        raise ConfigError(
+            f"model.lora.modules_to_save: no module named {missing} in {type(model).__name__} "
+            "(LLaVA-OneVision: multi_modal_projector; Qwen2-VL: merger)"
+        )
     try:
         return get_peft_model(model, lora_config(settings))
     except ValueError as exc:  # no module matched

@@ -18,11 +18,10 @@ from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import PAISample
 from epaiqa.data.splits import load_splits
 from epaiqa.errors import ConfigError
+from epaiqa.lmm.instructions import has_explain_cot
 
 SCORING_TASKS = ("harmony", "naturalness")
 STAGES = ("grounding", "scoring", "explain")
-#: CoT sections a stage-3 answer uses (appendix E.3).
-EXPLAIN_COT = ("completion", "harmony", "naturalness")
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +50,9 @@ class LMMDataModule(L.LightningDataModule):
 
     Scoring (stage 2): each task's subset, train ids for training, test ids for testing.
     Grounding (stage 1): every sample except the test ids of all subsets for training, those for testing.
-    Explain (stage 3): the overall subset; samples without a prompt completion (or, with ``require_cot``,
-    without the CoT an answer needs) cannot become instructions and are left out, with a warning that counts them.
+    Explain (stage 3): the overall subset; samples without a prompt completion or overall score (and, for
+    training with ``require_cot``, without the CoT an answer needs) are left out, with a warning that counts
+    them. Test samples without CoT are kept: their reference answer in ``explanations.jsonl`` has the levels only.
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does.
@@ -130,10 +130,7 @@ class LMMDataModule(L.LightningDataModule):
     def _explainable(self, sample: PAISample, part: str) -> bool:
         if sample.score("completion") is None or sample.score("overall") is None:
             return False
-        if part == "train" and self.require_cot:
-            need = EXPLAIN_COT if sample.score("completion") == 3 else EXPLAIN_COT[:1]
-            return all((sample.cot or {}).get(section, "").strip() for section in need)
-        return True
+        return part != "train" or not self.require_cot or has_explain_cot(sample)
 
     def train_dataloader(self) -> DataLoader:
         collate = _Collate(self.dataset_root)

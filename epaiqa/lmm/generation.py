@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from PIL import Image
 
 from epaiqa.lmm.instructions import Conversation, prompt_only, tokenizer_of
@@ -34,5 +35,7 @@ def generate_answers(
     finally:
         tokenizer.padding_side = side
     inputs = inputs.to(model.device, dtype=model.dtype)
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    # sharded models (FSDP, ZeRO-3) need every process in every step until all have finished
+    synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, synced_gpus=synced)
     return [t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]

@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from epaiqa.distributed import gather_rows
 from epaiqa.errors import ConfigError
@@ -36,6 +37,7 @@ from epaiqa.lmm.instructions import (
     explain_instruction,
     grounding_instruction,
     harmony_instruction,
+    has_explain_cot,
     naturalness_instruction,
 )
 from epaiqa.lmm.scoring import score
@@ -98,6 +100,12 @@ class EPAIQAStage(L.LightningModule):
     def load_stage(self, checkpoint: str) -> None:
         """Take the weights (only) of a previous stage's checkpoint; LoRA-trained weights are merged in."""
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise ConfigError(
+                f"model.init_from: {path} is a sharded (DeepSpeed) checkpoint folder; convert it to one file first: "
+                "python -c 'from lightning.pytorch.utilities.deepspeed import "
+                f'convert_zero_checkpoint_to_fp32_state_dict as c; c("{path}", "{path}.fp32.ckpt")\''
+            )
         if not path.is_file():
             raise ConfigError(f"model.init_from: {path} does not exist")
         try:
@@ -108,6 +116,11 @@ class EPAIQAStage(L.LightningModule):
                 f"model.init_from: {path} is not a readable Lightning checkpoint ({exc!r:.200})"
             ) from None
         lineage = list(saved.get(LINEAGE_KEY, []))
+        if self.hparams["exclude_stages"] and LINEAGE_KEY not in saved:
+            raise ConfigError(
+                f"model.init_from: {path} records no stage lineage, so model.exclude_stages (the wo_stage1/reference "
+                "ablations) cannot be checked; start from a checkpoint written by this version"
+            )
         excluded = [s for s in lineage if s in (self.hparams["exclude_stages"] or [])]
         if excluded:
             raise ConfigError(
@@ -131,6 +144,17 @@ class EPAIQAStage(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # resuming this stage
         self.lineage = list(checkpoint.get(LINEAGE_KEY, [self.STAGE]))[:-1]
+
+    def on_fit_start(self) -> None:
+        half = {
+            p.dtype for p in self.model.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)
+        }
+        if half:
+            rank_zero_warn(
+                f"training {', '.join(map(str, sorted(half, key=str)))} parameters: AdamW without fp32 master weights "
+                "loses small updates. For full fine-tuning load the backbone in float32 "
+                "(model.backbone.dtype=float32) and compute in trainer.precision=bf16-mixed."
+            )
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches hold samples, not tensors: the processor's tensors are moved when they are made."""
@@ -174,6 +198,10 @@ class EPAIQAScoring(EPAIQAStage):
             if task == "harmony":
                 ins = harmony_instruction(sample, batch["root"], self.hparams["with_cot"], self.hparams["reference"])
             else:
+                if self.hparams["reference"]:
+                    rank_zero_warn(
+                        "reference mode leaves naturalness instructions as they are (the crop is the region)"
+                    )
                 ins = naturalness_instruction(sample, batch["root"], self.hparams["with_cot"])
             convs.append(ins.conversation)
             images.append(ins.images)
@@ -266,7 +294,8 @@ class EPAIQAGrounding(EPAIQAStage):
 class EPAIQAExplain(EPAIQAStage):
     """Stage 3: source, edited image and prompt → explanation ending in the overall level (appendix E.3).
 
-    Trained on the CoT answers (``with_cot=false``: the levels only, the w/o-CoT ablation). The test generates
+    Trained on the CoT answers when ``with_cot`` (true in ``conf/model/epaiqa_explain.yaml``; false: the levels
+    only, the w/o-CoT ablation). The test generates
     each explanation, parses its prompt-completion verdict (completion accuracy over the overall subset's test
     split) and reads the overall level's probabilities after the explanation (Q-Align), scored against the
     overall MOS on the samples whose prompt completion is 3 (§5.1). Explanations go to ``explanations.jsonl``.
@@ -275,8 +304,14 @@ class EPAIQAExplain(EPAIQAStage):
     STAGE = "explain"
 
     def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        # a test sample without CoT keeps a levels-only reference answer (training samples all have it)
         pairs = [
-            explain_instruction(s, batch["root"], self.hparams["with_cot"], self.hparams["reference"])
+            explain_instruction(
+                s,
+                batch["root"],
+                self.hparams["with_cot"] and (self.training or has_explain_cot(s)),
+                self.hparams["reference"],
+            )
             for s in batch["samples"]
         ]
         return [p.conversation for p in pairs], [p.images for p in pairs]
