@@ -13,6 +13,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from epaiqa.checkpoint import AtomicCheckpointIO
@@ -103,7 +104,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if generations:
         lines = (json.dumps(row, ensure_ascii=False) for row in generations)
         atomic_write_text(out / "explanations.jsonl", "".join(line + "\n" for line in lines))
+        log_explanations(trainer, generations)
     return all_results[next(iter(by_task))] if len(by_task) == 1 else {"by_task": all_results}
+
+
+EXPLANATION_COLUMNS = (
+    "id",
+    "edit_type",
+    "completion",
+    "completion_pred",
+    "mos",
+    "pred",
+    "prompt",
+    "explanation",
+    "reference_answer",
+)
+
+
+def log_explanations(trainer: L.Trainer, rows: list[dict[str, Any]]) -> None:
+    """Stage-3 explanations as a W&B table (``test/explanations``), when a W&B logger is in use."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            data = [[row.get(c) for c in EXPLANATION_COLUMNS] for row in rows]
+            logger.log_table("test/explanations", columns=list(EXPLANATION_COLUMNS), data=data)
 
 
 def results_by_task(model: L.LightningModule, datamodule: Any) -> dict[str, dict[str, Any]]:

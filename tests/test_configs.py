@@ -1,7 +1,8 @@
 from pathlib import Path
 
 import pytest
-from helpers import CONF, make_cfg
+from helpers import CONF, EXPERIMENTS, make_cfg
+from omegaconf import OmegaConf
 
 from epaiqa.baselines import baseline_info, list_baselines
 
@@ -44,3 +45,11 @@ def test_one_batch_fit_of_every_baseline_through_the_datamodule(demo_root: Path,
     assert results["n"] == 4  # one test batch
     preds = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
     assert len(preds) == 4 and all(p.split(",")[-1] not in ("nan", "") for p in preds)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("logger", ["default", "wandb_online"])
+def test_every_experiment_resolves_with_every_logger(tmp_path: Path, experiment: str, logger: str) -> None:
+    cfg = make_cfg(tmp_path, tmp_path, [f"experiment={experiment}", f"logger={logger}"])
+    OmegaConf.resolve(cfg)  # an interpolation that names a missing key fails here, not in a user's run
+    assert cfg.logger.wandb.group in ("harmony", "naturalness", "overall", cfg.task_name)

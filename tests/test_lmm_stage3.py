@@ -151,3 +151,20 @@ def test_ablation_presets_compose(demo_root: Path, tmp_path: Path) -> None:
     assert ref.model.init_from is None and ref.model_name == "epaiqa_tiny_reference"
     wo = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "ablation=wo_stage1", "model.init_from=/x.ckpt"])
     assert wo.model.init_from == "/x.ckpt" and wo.model_name == "epaiqa_tiny_wo_stage1"  # the user's chain wins
+
+
+def test_stage3_logs_the_explanations_as_a_wandb_table(demo_root: Path, tmp_path: Path) -> None:
+    from omegaconf import open_dict
+
+    from epaiqa.train import EXPLANATION_COLUMNS
+
+    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage3_explain", "data.limit_test=3", *FAST])
+    with open_dict(cfg):
+        cfg.logger = make_cfg(demo_root, tmp_path, ["experiment=stage3_explain", "logger=default"]).logger
+    train(cfg)
+    tables = list((tmp_path / "wandb").glob("offline-run-*/files/media/table/test/explanations_*.table.json"))
+    assert len(tables) == 1, "W&B wrote no explanations table"
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == list(EXPLANATION_COLUMNS) and len(table["data"]) == 3
+    explanations = [json.loads(line)["explanation"] for line in (tmp_path / "explanations.jsonl").open()]
+    assert [row[EXPLANATION_COLUMNS.index("explanation")] for row in table["data"]] == explanations
