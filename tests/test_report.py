@@ -66,5 +66,5 @@ def test_report_tables_plain_metrics_of_grounding_and_completion(tmp_path: Path,
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "**Table 3: overall editing quality (prompt completion 3)**" in out
-    assert "| epaiqa_tiny_wo_cot | 0.4000 | 10.0000 | — |" in out
+    assert "| epaiqa_tiny_wo_cot | 0.4000 | 10 | — |" in out
     assert (tmp_path / "rep" / "completion.csv").read_text().splitlines()[0] == "model,accuracy,n,parse_failure_rate"

@@ -130,7 +130,7 @@ def scalars_to_markdown(task: str, rows: dict[str, dict[str, float | None]]) -> 
     names = sorted({name for row in rows.values() for name in row})
     lines = [f"**{task}**", "", "| Models | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for model, row in rows.items():
-        cells = ["—" if row.get(n) is None else f"{row[n]:.4f}" for n in names]
+        cells = ["—" if row.get(n) is None else f"{row[n]:g}" if n == "n" else f"{row[n]:.4f}" for n in names]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
