@@ -135,3 +135,34 @@ def test_real_backbone_config_offline_names_what_to_download(demo_root: Path, tm
         "random_0.5b",
         "tiny",
     ]
+
+
+def test_a_baseline_under_ddp_scores_every_test_sample_once(demo_root: Path, tmp_path: Path) -> None:
+    from epaiqa.data.manifest import load_manifest
+    from epaiqa.data.splits import load_splits
+
+    out = tmp_path / "ddp"
+    overrides = [
+        "experiment=baseline_harmony",
+        "baseline=wadiqam_nr",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.enable_progress_bar=false",
+        "data.image_size=64",
+        "data.batch_size=4",
+        "eval_untrained=false",
+        "logger=csv",
+        f"data.root={demo_root}",
+        f"hydra.run.dir={out}",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *overrides], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    test_ids = load_splits(demo_root, load_manifest(demo_root))["harmony"]["test"]
+    assert json.loads((out / "results.json").read_text())["n"] == len(test_ids)
+    assert sorted(_predictions(out / "predictions.csv")) == sorted(test_ids)
