@@ -6,7 +6,8 @@ chat template, answer-only labels) and measures, in one run:
 
 - seconds per training step (forward + backward + AdamW step) and peak memory, with and without gradient
   checkpointing;
-- seconds per batched scoring pass (one forward, logits at the answer position only) and samples per second.
+- seconds per batched scoring pass (one forward, logits at the answer position only), samples per second, and
+  the speed-up over scoring the same samples one at a time.
 
 Writes a JSON record (``--out``) and prints it. The GPU run of the issue:
 
@@ -78,7 +79,20 @@ def time_scoring(model: Any, processor: Any, pairs: list[Any], device: torch.dev
         _sync(device)
         times.append(time.perf_counter() - start)
     best = min(times[1:])
-    return {"score_s": best, "samples_per_s": len(pairs) / best}
+    single = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for conv, imgs in zip(convs, images, strict=True):
+            score(model, processor, [conv], [imgs], "Harmony level is: {}.")
+        _sync(device)
+        single.append(time.perf_counter() - start)
+    return {
+        "score_s": best,
+        "samples_per_s": len(pairs) / best,
+        "one_by_one_s": min(single),
+        "batching_speedup": min(single) / best,
+    }
 
 
 def main() -> None:
