@@ -60,6 +60,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
+    ok = False
+    try:
+        results = _fit_test_record(cfg, out, datamodule, model, trainer)
+        ok = True
+        return results
+    finally:  # one W&B run per train() call: sweeps in one process, tests, notebooks
+        finish_wandb(loggers, ok)
+
+
+def finish_wandb(loggers: list[Any], ok: bool) -> None:
+    """Close the W&B run of this train() call, if a W&B logger opened one."""
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=0 if ok else 1)
+
+
+def _fit_test_record(
+    cfg: DictConfig, out: Path, datamodule: Any, model: L.LightningModule, trainer: L.Trainer
+) -> dict[str, Any]:
+    """Untrained test (optional), fit, test the best checkpoint, write the results files."""
     untrained: dict[str, Any] = {}
     if cfg.get("eval_untrained") and not cfg.get("ckpt_path"):
         model.metric_prefix = "untrained"

@@ -117,13 +117,17 @@ def test_run_py_prints_one_message_for_bad_input(tmp_path: Path) -> None:
     assert "Could not find 'baseline/nope'" in bad.stderr
 
 
-def test_wandb_logger_runs_offline(demo_root: Path, tmp_path: Path) -> None:
+def test_wandb_logger_runs_offline_one_run_per_train_call(demo_root: Path, tmp_path: Path) -> None:
+    """Like the jobs of a sweep in one process: each train() call gets (and closes) its own W&B run."""
     limits = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"]
-    cfg = make_cfg(demo_root, tmp_path, [*limits, "baseline=wadiqam_nr", "eval_untrained=false"])
-    with open_dict(cfg):
-        cfg.logger = make_cfg(demo_root, tmp_path, ["logger=default"]).logger
-    train(cfg)
-    assert list((tmp_path / "wandb").glob("offline-run-*")), "W&B wrote no offline run"
+    for job in ("a", "b"):
+        cfg = make_cfg(demo_root, tmp_path / job, [*limits, "baseline=wadiqam_nr", "eval_untrained=false"])
+        with open_dict(cfg):
+            cfg.logger = make_cfg(demo_root, tmp_path / job, ["logger=default"]).logger
+        train(cfg)
+    runs = [list((tmp_path / job / "wandb").glob("offline-run-*")) for job in ("a", "b")]
+    assert [len(r) for r in runs] == [1, 1], "each job needs a W&B run of its own"
+    assert runs[0][0].name != runs[1][0].name
 
 
 def test_killed_checkpoint_write_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
