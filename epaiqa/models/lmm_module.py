@@ -295,10 +295,10 @@ class EPAIQAExplain(EPAIQAStage):
     """Stage 3: source, edited image and prompt → explanation ending in the overall level (appendix E.3).
 
     Trained on the CoT answers when ``with_cot`` (true in ``conf/model/epaiqa_explain.yaml``; false: the levels
-    only, the w/o-CoT ablation). The test generates
-    each explanation, parses its prompt-completion verdict (completion accuracy over the overall subset's test
-    split) and reads the overall level's probabilities after the explanation (Q-Align), scored against the
-    overall MOS on the samples whose prompt completion is 3 (§5.1). Explanations go to ``explanations.jsonl``.
+    only, the w/o-CoT ablation). The test generates each explanation, parses its prompt-completion verdict
+    (completion accuracy over the overall subset's test split) and reads the overall level's probabilities after
+    the explanation (Q-Align), scored against the overall MOS on the samples whose prompt completion is 3 (§5.1).
+    Explanations go to ``explanations.jsonl``.
     """
 
     STAGE = "explain"
