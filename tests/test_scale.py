@@ -69,28 +69,33 @@ def _predictions(path: Path) -> dict[str, float]:
         return {r["id"]: float(r["pred"]) for r in csv.DictReader(fh)}
 
 
+def run_on_two_cpu_processes(demo_root: Path, out: Path, overrides: list[str]) -> str:
+    """``run.py`` under ``trainer=ddp`` with two gloo processes; fails the test with stderr unless it succeeds."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "+trainer.enable_progress_bar=false"]
+    paths = ["logger=csv", f"data.root={demo_root}", f"hydra.run.dir={out}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *overrides, *ddp, *paths],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=out.parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
 def test_stage2_trains_under_ddp_with_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
     """Two gloo processes: training runs, and test metrics cover every test sample once, from both shards."""
     out = tmp_path / "ddp"
     overrides = [
         "experiment=stage2_harmony",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
         "trainer.limit_train_batches=2",
-        "+trainer.enable_progress_bar=false",
         "data.limit_test=7",  # odd: the distributed sampler repeats one sample to even the shards
         "data.eval_batch_size=2",
-        "logger=csv",
-        f"data.root={demo_root}",
-        f"hydra.run.dir={out}",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(RUN), *overrides], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    assert "Starting with 2 processes" in run_on_two_cpu_processes(demo_root, out, overrides)
     results = json.loads((out / "results.json").read_text())
     assert results["n"] == 7 and results["untrained"]["all"]["n"] == 7
     assert (out / "checkpoints" / "last.ckpt").is_file()
@@ -145,24 +150,13 @@ def test_a_baseline_under_ddp_scores_every_test_sample_once(demo_root: Path, tmp
     overrides = [
         "experiment=baseline_harmony",
         "baseline=wadiqam_nr",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=1",
-        "+trainer.enable_progress_bar=false",
         "data.image_size=64",
         "data.batch_size=4",
         "eval_untrained=false",
-        "logger=csv",
-        f"data.root={demo_root}",
-        f"hydra.run.dir={out}",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(RUN), *overrides], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_on_two_cpu_processes(demo_root, out, overrides)
     test_ids = load_splits(demo_root, load_manifest(demo_root))["harmony"]["test"]
     assert json.loads((out / "results.json").read_text())["n"] == len(test_ids)
     assert sorted(_predictions(out / "predictions.csv")) == sorted(test_ids)
