@@ -1,9 +1,14 @@
 """Entry point: ``python run.py experiment=stage2_harmony`` (all logic lives in :mod:`epaiqa.train`)."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from epaiqa.train import run
+from epaiqa.runs import register_resolvers
+from epaiqa.train import FAILED_JOBS, run
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -14,3 +19,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     main()
+    if FAILED_JOBS:  # a sweep whose jobs failed exits non-zero (each failed job wrote failed.json + traceback.txt)
+        print(f"{len(FAILED_JOBS)} sweep job(s) failed: {', '.join(FAILED_JOBS)}", file=sys.stderr)
+        sys.exit(1)

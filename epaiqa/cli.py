@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from epaiqa.errors import EPAIQAError
+
+#: Smallest demo set and image side `demo-data` accepts (the generator needs 8 samples for its splits).
+MIN_DEMO_N = 8
+MIN_DEMO_SIZE = 16
+
+
+def _root_error(root: str) -> str | None:
+    """Why ``root`` cannot be a dataset root (None if it is a folder), in one line."""
+    path = Path(root)
+    if path.is_dir():
+        return None
+    return f"{path}: {'is not a directory' if path.exists() else 'dataset root not found'}"
 
 
 def _validate(args: argparse.Namespace) -> int:
     from epaiqa.data.manifest import validate
     from epaiqa.data.splits import subset_members
 
+    if (message := _root_error(args.root)) is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     samples, problems = validate(args.root, check_images=not args.no_images)
     for problem in problems:
         print(problem)
@@ -34,11 +50,15 @@ def _validate(args: argparse.Namespace) -> int:
 def _prepare(args: argparse.Namespace) -> int:
     from epaiqa.data.prepare import prepare
 
+    if (message := _root_error(args.root)) is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     stats, sizes = prepare(args.root, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
     print(stats.summary())
     for task, parts in sizes.items():
         print(f"{task}: train {parts['train']}, test {parts['test']}")
-    print(f"wrote {Path(args.root) / 'manifest.jsonl'} and {Path(args.root) / 'splits.json'}")
+    root = Path(args.root)
+    print(f"wrote {root / 'manifest.jsonl'} and {root / 'splits.json'} (previous versions kept as *.bak)")
     return 0
 
 
@@ -46,10 +66,20 @@ def _demo_data(args: argparse.Namespace) -> int:
     from epaiqa.data.demo import generate_demo_set
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: {out}: exists and is not a directory", file=sys.stderr)
+        return 1
     if (out / "manifest.jsonl").exists() and not args.force:
         print(f"error: {out} already holds a dataset (pass --force to overwrite)", file=sys.stderr)
         return 1
-    generate_demo_set(out, n=args.n, seed=args.seed, size=args.size)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)  # an impossible path fails here, naming itself
+    try:
+        generate_demo_set(out, n=args.n, seed=args.seed, size=args.size)
+    except BaseException:
+        if created:  # leave no half-written folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     print(f"wrote a synthetic demo set of {args.n} samples to {out} (see {out / 'README.txt'})")
     return 0
 
@@ -62,13 +92,14 @@ def _report(args: argparse.Namespace) -> int:
         print(f"error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
-    for task, table in report.tables.items():
-        print(to_markdown(task, table, report.runs[task]))
+    for task, rows in report.tables.items():
+        print(to_markdown(task, rows))
     for task, rows in report.scalars.items():
         print(scalars_to_markdown(task, rows))
     written = write_report(report, out)
     for failure in report.failed:
-        print(f"FAILED {failure['dir']}: {failure.get('error', '?')}")
+        trace = f" (traceback: {Path(failure['dir']) / failure['traceback']})" if failure.get("traceback") else ""
+        print(f"FAILED {failure['dir']}: {failure.get('error', '?')}{trace}")
     for path in report.unreadable:
         print(f"unreadable: {path}", file=sys.stderr)
     if args.wandb:
@@ -80,7 +111,25 @@ def _report(args: argparse.Namespace) -> int:
     if args.wandb:
         wandb.finish()
     print(f"wrote {len(written)} files to {out}")
+    if report.failed and not args.allow_failed:
+        print(f"error: {len(report.failed)} job(s) failed (--allow-failed to exit 0)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -102,27 +151,46 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo-data", help="generate the synthetic demo PAI set")
     d.add_argument("--out", required=True)
-    d.add_argument("--n", type=int, default=3000)
+    d.add_argument("--n", type=_int_at_least(MIN_DEMO_N), default=3000, help=f"samples (at least {MIN_DEMO_N})")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--size", type=int, default=192, help="side of the square images in pixels")
+    d.add_argument(
+        "--size",
+        type=_int_at_least(MIN_DEMO_SIZE),
+        default=192,
+        help=f"side of the square images in pixels (at least {MIN_DEMO_SIZE})",
+    )
     d.add_argument("--force", action="store_true")
     d.set_defaults(func=_demo_data)
-    rp = sub.add_parser("report", help="Tables 1-2 layout (CSV + markdown) from run folders")
+    rp = sub.add_parser("report", help="the paper's tables (CSV + markdown) from run folders")
     rp.add_argument("dirs", nargs="+", help="run or multirun folders (searched for results.json)")
     rp.add_argument("--out", help="where to write <task>.csv and <task>.md (default: FIRST_DIR/report)")
     rp.add_argument("--wandb", action="store_true", help="log the tables to a new W&B run (offline unless WANDB_MODE)")
+    rp.add_argument("--allow-failed", action="store_true", help="exit 0 even when some jobs failed")
     rp.set_defaults(func=_report)
     return p
 
 
+def _os_error(exc: OSError) -> str:
+    """An OSError in one line naming its path(s)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; project errors become one message and exit status 1."""
+    """Run one subcommand; project and file-system errors become one message and exit status 1.
+
+    Bad arguments exit with status 2 (argparse's usage error), before anything is written.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except EPAIQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,16 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from epaiqa.checkpoint import AtomicCheckpointIO
+from epaiqa.data.base import check_stage
 from epaiqa.errors import ConfigError, EPAIQAError
-from epaiqa.eval.results import print_results, write_results
-from epaiqa.io import atomic_write_json, atomic_write_text
+from epaiqa.eval.results import FAILED, TRACEBACK, RunRecord, n_of, print_record, write_record
+from epaiqa.io import atomic_write_json, atomic_write_text, sweep_stale_temps
+from epaiqa.models.task import BaseTask, TaskResult
+from epaiqa.runs import DeterministicEpochs, check_profile, git_commit, record_model_name, run_setting
 from epaiqa.scale import check_strategy
+
+#: sweep jobs of this process that failed (run.py exits non-zero when any did)
+FAILED_JOBS: list[str] = []
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -36,18 +43,21 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot build {node.get('_target_', 'a config node')}: {exc}") from None
 
 
-def _predictions_csv(rows: list[dict[str, Any]]) -> str:
+def _rows_csv(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id", "task", "edit_type", "mos", "pred"]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["id", "edit_type", "mos", "pred"])
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one experiment; returns its results (also written to ``results.json`` in the output folder)."""
+def train(cfg: DictConfig) -> dict[str, RunRecord]:
+    """Run one experiment; returns its results records per task (also written as ``results.json``)."""
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(out, recursive=True)  # leftovers of a killed run resumed into this folder
+    check_profile(cfg)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
 
@@ -56,15 +66,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")  # validates the whole dataset root before any training
     check_strategy(cfg.trainer.get("strategy"))  # before a large model is loaded
     model = build(cfg.model)
+    check_stage(datamodule, model)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks.append(DeterministicEpochs(int(cfg.seed)))
     loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
     ok = False
     try:
-        results = _fit_test_record(cfg, out, datamodule, model, trainer)
+        records = _fit_test_record(cfg, out, datamodule, model, trainer)
         ok = True
-        return results
+        return records
     finally:  # one W&B run per train() call: sweeps in one process, tests, notebooks
         finish_wandb(loggers, ok)
 
@@ -78,56 +90,109 @@ def finish_wandb(loggers: list[Any], ok: bool) -> None:
             wandb.finish(exit_code=0 if ok else 1)
 
 
+def _resume_path(cfg: DictConfig) -> str | None:
+    path = cfg.get("ckpt_path")
+    if path is None:
+        return None
+    if not Path(path).expanduser().is_file():
+        raise ConfigError(f"ckpt_path: {path} does not exist (resume from <run>/checkpoints/last.ckpt)")
+    return str(Path(path).expanduser())
+
+
+def _as_saved(results: dict[str, TaskResult]) -> dict[str, dict[str, Any]]:
+    return {task: {"metrics": r.metrics, "subsets": r.subsets} for task, r in results.items()}
+
+
 def _fit_test_record(
-    cfg: DictConfig, out: Path, datamodule: Any, model: L.LightningModule, trainer: L.Trainer
-) -> dict[str, Any]:
-    """Untrained test (optional), fit, test the best checkpoint, write the results files."""
-    untrained: dict[str, Any] = {}
-    if cfg.get("eval_untrained") and not cfg.get("ckpt_path"):
-        model.metric_prefix = "untrained"
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        untrained = results_by_task(model, datamodule)
-        model.metric_prefix = "test"
+    cfg: DictConfig, out: Path, datamodule: Any, model: BaseTask, trainer: L.Trainer
+) -> dict[str, RunRecord]:
+    """Untrained test (optional), fit, test the best checkpoint (and the training split), write the records."""
+    resume = _resume_path(cfg)
+    trained = bool(cfg.get("train", True))
+    if cfg.get("eval_untrained") and not resume:
+        with model.evaluating("untrained"):
+            trainer.test(model, datamodule=datamodule, verbose=False)
+        model.untrained = _as_saved(model.task_results())  # saved in every checkpoint: a resume reports it
 
     best = None
-    if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trained:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         if checkpoint is not None:
             best = checkpoint.best_model_path or checkpoint.last_model_path or None
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-
-    by_task = results_by_task(model, datamodule)
+    test = model.task_results()
+    on_train: dict[str, TaskResult] = {}
+    loader = datamodule.train_eval_dataloader() if cfg.get("eval_train", True) and trained else None
+    if loader is not None and len(loader.dataset):  # the best weights are loaded by the test above
+        with model.evaluating("train"):
+            trainer.test(model, dataloaders=loader, verbose=False)
+        on_train = model.task_results()
     if not trainer.is_global_zero:  # every process has the gathered results; one writes them
         return {}
+    return write_run(cfg, out, datamodule, model, trainer, test, on_train, best, trained)
+
+
+def write_run(
+    cfg: DictConfig,
+    out: Path,
+    datamodule: Any,
+    model: BaseTask,
+    trainer: L.Trainer,
+    test: dict[str, TaskResult],
+    on_train: dict[str, TaskResult],
+    best: str | None,
+    trained: bool,
+) -> dict[str, RunRecord]:
+    """One results record per task (in ``OUT/<task>/`` when a run scores several), predictions, explanations."""
+    untrained = model.untrained or {}
+    lineage = model.trained_lineage() if trained else list(model.lineage)
     data = {"root": str(datamodule.dataset_root)}
-    data |= {k: getattr(datamodule, k) for k in ("view", "reference") if hasattr(datamodule, k)}
-    all_results = {}
-    for task, metrics in by_task.items():
-        all_results[task] = {
-            "task": task,
-            "model": cfg.get("model_name") or type(model).__name__,
-            "seed": int(cfg.seed),
-            "n": metrics["all"]["n"] if "all" in metrics else metrics.get("n"),
-            "metrics": metrics,
-            "untrained": untrained.get(task),
-            "data": data,
-            "checkpoint": best,
-            "epochs": trainer.current_epoch,
+    data |= {k: getattr(datamodule, k) for k in ("view", "reference", "with_cot") if hasattr(datamodule, k)}
+    common = {
+        "model": record_model_name(str(cfg.get("model_name") or type(model).__name__), type(model).STAGE, lineage),
+        "kind": "trained" if trained else "zero-shot",
+        "seed": int(cfg.seed),
+        "split_seed": datamodule.split_seed,
+        "setting": run_setting(cfg),
+        "git_commit": git_commit(),
+        "data_fingerprint": datamodule.fingerprint(),
+        "lineage": lineage,
+        "data": data,
+        "checkpoint": best,
+        "epochs": trainer.current_epoch if trained else 0,
+    }
+    records = {}
+    for task, result in test.items():
+        before, fitted = untrained.get(task) or {}, on_train.get(task)
+        subsets = {
+            name: {
+                "test": metrics,
+                "train": fitted.subsets.get(name) if fitted else None,
+                "untrained": (before.get("subsets") or {}).get(name),
+            }
+            for name, metrics in result.subsets.items()
         }
-        folder = out if len(by_task) == 1 else out / task
-        write_results(folder, all_results[task])
-        if "all" in metrics:
-            print_results(all_results[task])
-        else:
-            print(f"{task}: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
-    atomic_write_text(out / "predictions.csv", _predictions_csv(model.test_predictions))
-    generations = getattr(model, "test_generations", None)
+        record = RunRecord(
+            task=task,
+            test=result.metrics,
+            n=n_of(result.metrics),
+            train=fitted.metrics if fitted else None,
+            untrained=before.get("metrics"),
+            subsets=subsets,
+            **common,
+        )
+        write_record(out if len(test) == 1 else out / task, record)
+        print_record(record)
+        records[task] = record
+    rows = [row for result in test.values() for row in result.predictions]
+    atomic_write_text(out / "predictions.csv", _rows_csv(rows))
+    generations = [row for result in test.values() for row in result.generations]
     if generations:
         lines = (json.dumps(row, ensure_ascii=False) for row in generations)
         atomic_write_text(out / "explanations.jsonl", "".join(line + "\n" for line in lines))
         log_explanations(trainer, generations)
-    return all_results[next(iter(by_task))] if len(by_task) == 1 else {"by_task": all_results}
+    return records
 
 
 EXPLANATION_COLUMNS = (
@@ -151,12 +216,6 @@ def log_explanations(trainer: L.Trainer, rows: list[dict[str, Any]]) -> None:
             logger.log_table("test/explanations", columns=list(EXPLANATION_COLUMNS), data=data)
 
 
-def results_by_task(model: L.LightningModule, datamodule: Any) -> dict[str, dict[str, Any]]:
-    """Test metrics per task: the LMM scores several tasks in one run, a baseline one."""
-    by_task = getattr(model, "test_results_by_task", None)
-    return dict(by_task) if by_task is not None else {datamodule.task: model.test_results}
-
-
 def _multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -164,15 +223,23 @@ def _multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def record_failure(folder: Path, exc: BaseException, overrides: list[str]) -> dict[str, Any]:
+    """Write ``failed.json`` (error, overrides, traceback file) and ``traceback.txt`` into a job's folder."""
+    atomic_write_text(folder / TRACEBACK, "".join(traceback.format_exception(exc)))
+    failure = {"error": f"{type(exc).__name__}: {exc}", "overrides": overrides, "traceback": TRACEBACK}
+    atomic_write_json(folder / FAILED, failure)
+    return failure
+
+
 def run(cfg: DictConfig) -> float | None:
     """Entry used by ``run.py``.
 
-    A single run turns project errors into one message and exit status 1. In a multirun sweep a
-    failed job writes ``failed.json`` (the error, the overrides) into its folder and returns, so the
-    other jobs still run and ``epaiqa report`` lists the failure.
+    A single run turns project errors into one message and exit status 1. In a multirun sweep a failed job
+    writes ``failed.json`` and its full ``traceback.txt`` into its folder and returns, so the other jobs still
+    run; ``run.py`` then exits non-zero, and ``epaiqa report`` lists the failure.
     """
     try:
-        results = train(cfg)
+        records = train(cfg)
     except Exception as exc:
         if not _multirun():
             if isinstance(exc, EPAIQAError):
@@ -182,11 +249,11 @@ def run(cfg: DictConfig) -> float | None:
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
-        failure = {"error": f"{type(exc).__name__}: {exc}", "overrides": list(hc.overrides.task)}
-        atomic_write_json(Path(hc.runtime.output_dir) / "failed.json", failure)
-        print(f"job {hc.job.num} failed: {failure['error']}", file=sys.stderr)
+        failure = record_failure(Path(hc.runtime.output_dir), exc, list(hc.overrides.task))
+        FAILED_JOBS.append(hc.runtime.output_dir)
+        print(f"job {hc.job.num} failed: {failure['error']} (see {hc.runtime.output_dir}/{TRACEBACK})", file=sys.stderr)
         return None
-    if not results:  # a non-zero rank of a distributed run
+    if not records:  # a non-zero rank of a distributed run
         return None
-    first = results if "metrics" in results else next(iter(results["by_task"].values()))
-    return first["metrics"].get("all", {}).get("srcc")
+    first = next(iter(records.values()))
+    return first.test["all"].get("srcc") if first.is_table else None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
+
+from epaiqa.runs import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -13,6 +18,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: bool = True) -> DictConfig:
     """Compose ``conf/train.yaml`` with overrides, pointed at a dataset root and an output folder."""
+    register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["logger=csv", *(overrides or [])])
     with open_dict(cfg):
@@ -26,3 +32,14 @@ def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: b
             cfg.trainer.enable_progress_bar = False
             cfg.trainer.enable_model_summary = False
     return cfg
+
+
+class KillAt(Callback):
+    """A Lightning callback that SIGKILLs its own process after training step ``step`` (a crash mid-epoch)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from helpers import make_cfg
 
 from epaiqa.baselines import baseline_info, create_baseline, list_baselines
 from epaiqa.baselines.joint import ambrosio_tortorelli_smooth, shuffle_patches
@@ -242,11 +242,11 @@ def test_hyperiqa_scores_large_test_images_on_crops() -> None:
 
 
 @pytest.mark.parametrize("name", ["dbcnn", "hyperiqa", "musiq", "nima", "qualiclip", "clipiqa", "joint"])
-def test_demo_profile_config_builds_and_scores(name: str) -> None:
-    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "baseline" / f"{name}.yaml")
-    assert cfg.name == name and cfg.pretrained is False and 4 <= cfg.max_epochs <= 6
-    model = create_baseline(cfg.name, **cfg.kwargs)  # Hydra hands lists over as ListConfig
+def test_demo_profile_config_builds_and_scores(tmp_path: Path, name: str) -> None:
+    cfg = make_cfg(tmp_path, tmp_path, [f"baseline={name}"], small=False)
+    assert cfg.baseline.name == name and cfg.baseline.pretrained is False and 4 <= cfg.trainer.max_epochs <= 6
+    model = create_baseline(name, **cfg.model.baseline_kwargs)  # Hydra hands lists over as ListConfig
     model.eval()
     with torch.no_grad():
-        out = model(torch.rand(1, 3, cfg.image_size, cfg.image_size))
+        out = model(torch.rand(1, 3, cfg.data.image_size, cfg.data.image_size))
     assert out.shape == (1,) and torch.isfinite(out).all()

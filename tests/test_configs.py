@@ -19,14 +19,14 @@ def test_baseline_config_matches_the_registry(tmp_path: Path, name: str) -> None
     info = baseline_info(name)
     assert cfg.baseline.name == name
     assert cfg.data.reference is info.reference  # FR models get the source image
-    assert cfg.model.baseline == name and cfg.trainer.max_epochs == cfg.baseline.max_epochs
+    assert cfg.model.baseline == name and 3 <= cfg.trainer.max_epochs <= 8  # each baseline's demo budget
     assert cfg.baseline.pretrained is False  # the embedded default never needs weights
 
 
 def test_demo_matrix_profile_shrinks_training_only(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, tmp_path, ["experiment=baseline_naturalness", "profile=demo_matrix"], small=False)
     assert cfg.trainer.max_epochs == 3 and cfg.trainer.limit_train_batches == 40
-    assert "limit_test_batches" not in cfg.trainer  # the test split is always scored whole
+    assert cfg.trainer.limit_test_batches is None and cfg.data.limit_test is None  # the test split scored whole
     assert cfg.data.task == "naturalness" and cfg.data.view == "region"
 
 
@@ -39,10 +39,10 @@ def test_one_batch_fit_of_every_baseline_through_the_datamodule(demo_root: Path,
     task = "naturalness" if name == "joint" else "harmony"
     cfg = make_cfg(demo_root, tmp_path, [f"experiment=baseline_{task}", f"baseline={name}", "debug=fdr"])
     with open_dict(cfg):
-        cfg.data.image_size = cfg.baseline.image_size  # each profile's own input size
-    results = train(cfg)
-    assert results["model"] == name and results["task"] == task
-    assert results["n"] == 4  # one test batch
+        cfg.data.image_size = make_cfg(demo_root, tmp_path, [f"baseline={name}"], small=False).data.image_size
+    (record,) = train(cfg).values()
+    assert record.model == name and record.task == task
+    assert record.n == 4  # one test batch
     preds = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
     assert len(preds) == 4 and all(p.split(",")[-1] not in ("nan", "") for p in preds)
 

@@ -112,7 +112,7 @@ def test_load_backbone_offline_fails_fast_with_what_to_do(monkeypatch: pytest.Mo
         load_backbone(ABSENT)
     assert time.monotonic() - start < 5.0
     message = str(info.value)
-    assert f"huggingface-cli download {ABSENT}" in message
+    assert f"hf download {ABSENT}" in message
     assert "model.backbone.path=/local/dir" in message
 
 
@@ -120,7 +120,7 @@ def test_load_backbone_local_files_only_fails_fast_without_the_env(monkeypatch: 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     start = time.monotonic()
-    with pytest.raises(ConfigError, match="huggingface-cli download"):
+    with pytest.raises(ConfigError, match="hf download"):
         load_backbone(ABSENT, local_files_only=True)
     assert time.monotonic() - start < 5.0
 

@@ -125,8 +125,8 @@ def test_stage2_runs_on_a_local_qwen2_vl(qwen2_vl_dir: Path, demo_root: Path, tm
         "data.limit_test=4",
         "eval_untrained=false",
     ]
-    results = train(make_cfg(demo_root, tmp_path, overrides))
-    assert results["model"] == "epaiqa_qwen2_vl_7b" and results["n"] == 4
+    (record,) = train(make_cfg(demo_root, tmp_path, overrides)).values()
+    assert record.model == "epaiqa_qwen2_vl_7b_wo_stage1" and record.n == 4 and record.lineage == ["scoring"]
     assert all(
-        1.0 <= float(line.split(",")[-1]) <= 5.0 for line in (tmp_path / "predictions.csv").read_text().splitlines()[1:]
+        1.0 <= float(line.split(",")[4]) <= 5.0 for line in (tmp_path / "predictions.csv").read_text().splitlines()[1:]
     )

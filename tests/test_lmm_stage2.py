@@ -86,7 +86,7 @@ def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path,
     )
     train(cfg)
     results = json.loads((tmp_path / "s1" / "results.json").read_text())
-    metrics = results["metrics"]
+    metrics = results["test"]
     assert results["task"] == "grounding" and metrics["n"] == 4
     assert 0.0 <= metrics["parse_failure_rate"] <= 1.0
     checkpoint = tmp_path / "s1" / "checkpoints" / "last.ckpt"
@@ -107,4 +107,5 @@ def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path,
             f"model.init_from={checkpoint}",
         ],
     )
-    assert train(stage2)["n"] == 4
+    (record,) = train(stage2).values()
+    assert record.n == 4 and record.lineage == ["grounding", "scoring"] and record.model == "epaiqa_tiny"

@@ -54,11 +54,12 @@ def test_stage3_reports_completion_accuracy_scores_completion_3_and_writes_expla
     demo_root: Path, tmp_path: Path
 ) -> None:
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage3_explain", "data.limit_test=6", *FAST])
-    results = train(cfg)["by_task"]
+    results = train(cfg)
     expected = _overall_test(demo_root, 6)
     followed = [s for s in expected if s.score("completion") == 3]
-    assert results["overall"]["n"] == len(followed) > 0  # §5.1: overall scoring on completion = 3 only
-    completion = results["completion"]["metrics"]
+    assert results["overall"].n == 6  # every test sample, and apart from it the §5.1 subset of completion = 3
+    assert results["overall"].subsets["completion3"]["test"]["all"]["n"] == len(followed) > 0
+    completion = results["completion"].test
     assert completion["n"] == 6 and 0.0 <= completion["accuracy"] <= 1.0
     assert completion["parse_failure_rate"] + completion["accuracy"] <= 1.0
     assert json.loads((tmp_path / "overall" / "results.json").read_text())["task"] == "overall"
@@ -77,7 +78,7 @@ def test_stage3_reports_completion_accuracy_scores_completion_3_and_writes_expla
 
 def test_wo_cot_ablation_trains_on_levels_only(demo_root: Path, tmp_path: Path) -> None:
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage3_explain", "ablation=wo_cot", "data.limit_test=3", *FAST])
-    assert cfg.model_name == "epaiqa_tiny_wo_cot" and cfg.data.require_cot is False
+    assert cfg.model_name == "epaiqa_tiny_wo_cot" and cfg.data.with_cot is False
     train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "explanations.jsonl").read_text().splitlines()]
     by_id = {s.id: s for s in _overall_test(demo_root, 3)}
@@ -104,8 +105,8 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
     with caplog.at_level("WARNING"):
         datamodule.setup("fit")
     assert f"3 of {len(train_ids)} overall samples lack" in caplog.text
-    assert not {s.id for s, _ in datamodule.pairs["train"]} & set(stripped)
-    assert len(datamodule.pairs["train"]) == len(train_ids) - 3
+    assert not {s.id for s, _ in datamodule.datasets["train"].pairs} & set(stripped)
+    assert len(datamodule.datasets["train"].pairs) == len(train_ids) - 3
 
     # a test sample without CoT is still tested; its reference answer has the levels only
     train(cfg)
@@ -147,7 +148,7 @@ def test_stages_1_2_3_chain_and_record_their_lineage(demo_root: Path, tmp_path: 
 
 def test_ablation_presets_compose(demo_root: Path, tmp_path: Path) -> None:
     ref = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "ablation=reference"])
-    assert ref.model.reference is True and list(ref.model.exclude_stages) == ["grounding"]
+    assert ref.data.reference is True and list(ref.model.exclude_stages) == ["grounding"]
     assert ref.model.init_from is None and ref.model_name == "epaiqa_tiny_reference"
     wo = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "ablation=wo_stage1", "model.init_from=/x.ckpt"])
     assert wo.model.init_from == "/x.ckpt" and wo.model_name == "epaiqa_tiny_wo_stage1"  # the user's chain wins

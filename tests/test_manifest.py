@@ -2,7 +2,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from epaiqa.data.manifest import load_manifest, validate
 from epaiqa.errors import DataError
@@ -94,7 +96,9 @@ def test_symlink_leaving_root_is_rejected(demo_copy: Path, tmp_path: Path) -> No
 
 
 def test_missing_root_or_manifest(tmp_path: Path) -> None:
-    assert "not a directory" in str(validate(tmp_path / "nope")[1][0])
+    assert "dataset root not found" in str(validate(tmp_path / "nope")[1][0])
+    (tmp_path / "file").write_text("x")
+    assert "not a directory" in str(validate(tmp_path / "file")[1][0])
     assert "manifest.jsonl:0: file: not found" in str(validate(tmp_path)[1][0])
     (tmp_path / "manifest.jsonl").write_text("\n")
     assert "holds no samples" in str(validate(tmp_path)[1][0])
@@ -109,3 +113,114 @@ def test_load_manifest_raises_one_error_with_every_problem(demo_copy: Path) -> N
         load_manifest(demo_copy)
     assert len(err.value.problems) == 2
     assert "2 problems" in str(err.value)
+
+
+def use_image(root: Path, name: str, make, bbox=None) -> list[str]:
+    """Point line 1's edited image at a new file made by ``make(path)``; the problems validate reports."""
+    path = root / "edited" / name
+    make(path)
+
+    def change(rec: dict) -> None:
+        rec["edited"] = f"edited/{name}"
+        if bbox is not None:
+            rec["bbox"] = bbox
+
+    return problems_after(root, 1, change)
+
+
+def exif6(path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (100, 60), (90, 90, 90)).save(path, exif=exif)
+
+
+def test_bbox_is_measured_on_the_displayed_exif_image(demo_copy: Path) -> None:
+    # displayed 60 wide x 100 high: 0.012 of the width is 0.72 px, of the height 1.2 px (stored: the reverse)
+    assert use_image(demo_copy, "e6.jpg", exif6, bbox=[0.5, 0.5, 0.5, 0.012]) == []
+    assert use_image(demo_copy, "e6.jpg", exif6, bbox=[0.5, 0.5, 0.012, 0.5]) == [
+        "manifest.jsonl:1: bbox: box is under one pixel on a 60x100 image"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("g16.png", lambda p: Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(p)),
+        ("pal.png", lambda p: Image.new("P", (40, 40), 1).save(p, transparency=0)),
+        ("rgba.png", lambda p: Image.new("RGBA", (40, 40), (1, 2, 3, 4)).save(p)),
+        ("one.gif", lambda p: Image.new("RGB", (40, 40), "red").save(p)),
+    ],
+)
+def test_16_bit_palette_alpha_and_still_gif_images_are_accepted(demo_copy: Path, name: str, make) -> None:
+    assert use_image(demo_copy, name, make) == []
+
+
+def animated(path: Path) -> None:
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ("red", "blue")]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.webp"])
+def test_animated_images_are_reported_by_line(demo_copy: Path, name: str) -> None:
+    assert use_image(demo_copy, name, animated) == [
+        f"manifest.jsonl:1: edited: edited/{name}: is animated (2 frames); only still images are accepted"
+    ]
+
+
+def test_oversized_image_is_reported_by_line(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPAIQA_MAX_PIXELS", "5000")
+    problems = [str(p) for p in validate(demo_copy)[1]]
+    assert len(problems) == 2 * len(lines(demo_copy))  # every source and edited image of the 96x96 set
+    assert problems[0] == (
+        f"manifest.jsonl:1: source: {lines(demo_copy)[0]['source']}: is 96x96 = 9,216 pixels, "
+        "over the limit of 5,000 (set EPAIQA_MAX_PIXELS to raise it)"
+    )
+
+
+def test_manifest_with_byte_order_mark_is_read(demo_copy: Path) -> None:
+    path = demo_copy / "manifest.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    samples, problems = validate(demo_copy)
+    assert problems == [] and len(samples) == 48
+
+
+def splits(root: Path) -> dict:
+    return json.loads((root / "splits.json").read_text())
+
+
+def test_validate_checks_splits_json(demo_copy: Path) -> None:
+    data = splits(demo_copy)
+    data["subsets"]["harmony"]["test"].append("nope")
+    (demo_copy / "splits.json").write_text(json.dumps(data))
+    assert [str(p) for p in validate(demo_copy)[1]] == [
+        "splits.json:0: subsets.harmony.test: 1 ids are not in the manifest, e.g. 'nope'"
+    ]
+
+    data = splits(demo_copy)
+    data["subsets"]["harmony"]["test"].remove("nope")
+    moved = data["subsets"]["overall"]["test"][0]
+    data["subsets"]["naturalness"]["train"].append(moved)
+    (demo_copy / "splits.json").write_text(json.dumps(data))
+    problems = [str(p) for p in validate(demo_copy)[1]]
+    assert problems == [
+        f"splits.json:0: subsets.naturalness.train: 1 ids are also in a test set (naturalness, harmony, overall), "
+        f"e.g. {moved!r}"
+    ]
+
+    (demo_copy / "splits.json").write_text('{"subsets": {"harmony": ')
+    assert [str(p) for p in validate(demo_copy)[1]] == [
+        "splits.json:0: json: not valid JSON (Expecting value at line 1 column 25)"
+    ]
+    with pytest.raises(DataError, match=r"dataset root .* is invalid \(1 problems\)"):
+        load_manifest(demo_copy)
+    (demo_copy / "splits.json").write_text("[1, 2]")
+    first = str(validate(demo_copy)[1][0])
+    assert first.startswith("splits.json:0: subsets: missing or not an object")
+    assert load_manifest(demo_copy, check_splits=False)
+
+
+def test_splits_ids_are_not_reported_again_for_a_broken_manifest_line(demo_copy: Path) -> None:
+    records = lines(demo_copy)
+    records[0] = '{"id": broken'
+    rewrite(demo_copy, records)
+    assert [str(p)[:30] for p in validate(demo_copy)[1]] == ["manifest.jsonl:1: json: not va"]

@@ -2,6 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from epaiqa.data import prepare as prepare_module
+from epaiqa.data.manifest import validate
+from epaiqa.data.prepare import prepare
 from epaiqa.data.ratings import (
     Rating,
     clean_ratings,
@@ -99,6 +102,7 @@ def test_read_ratings_parses_empty_cells_as_missing(tmp_path: Path) -> None:
         ("a,r1,4,3,3,4", "ratings.csv:2: completion: 4 is outside the scale [1, 3]"),
         ("zz,r1,4,3,3,3", "ratings.csv:2: sample_id: 'zz' is not in the manifest"),
         (",r1,4,3,3,3", "ratings.csv:2: sample_id: empty"),
+        ("a,r1,4,3,3,2.5", "ratings.csv:2: completion: must be 1, 2 or 3, got 2.5"),
     ],
 )
 def test_read_ratings_reports_bad_cells_with_line(tmp_path: Path, row: str, message: str) -> None:
@@ -113,3 +117,71 @@ def test_read_ratings_missing_column_and_file(tmp_path: Path) -> None:
         read_ratings(write(tmp_path / "ratings.csv", "sample_id,rater_id,overall,harmony,naturalness\n"))
     with pytest.raises(DataError, match="not found"):
         read_ratings(tmp_path / "nope.csv")
+
+
+def test_read_ratings_accepts_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(("\ufeff" + HEADER + "a,r1,4,3,3,3.0\n").encode("utf-8"))
+    (rating,) = read_ratings(path, {"a"})
+    assert rating.sample_id == "a" and rating.completion == 3.0
+
+
+def test_prepare_with_a_spreadsheet_bom_ratings_file(demo_copy: Path) -> None:
+    ratings = demo_copy / "ratings.csv"
+    ratings.write_bytes(b"\xef\xbb\xbf" + ratings.read_bytes())
+    stats, sizes = prepare(demo_copy, check_images=False)
+    assert stats.ratings > 48 * 10 and sizes["harmony"]["test"] > 0
+    assert validate(demo_copy)[1] == []
+
+
+def replace_completion(ratings: Path, value: str) -> None:
+    rows = ratings.read_text().splitlines()
+    rows[1] = ",".join([*rows[1].split(",")[:5], value])
+    ratings.write_text("\n".join(rows) + "\n")
+
+
+def test_fractional_completion_is_a_line_error_and_nothing_is_written(demo_copy: Path) -> None:
+    (demo_copy / "manifest.jsonl.bak").unlink(missing_ok=True)  # the generator's own prepare left one
+    manifest, splits = (demo_copy / "manifest.jsonl").read_bytes(), (demo_copy / "splits.json").read_bytes()
+    replace_completion(demo_copy / "ratings.csv", "2.5")
+    with pytest.raises(DataError) as err:
+        prepare(demo_copy, check_images=False)
+    assert err.value.problems == ["ratings.csv:2: completion: must be 1, 2 or 3, got 2.5"]
+    assert (demo_copy / "manifest.jsonl").read_bytes() == manifest
+    assert (demo_copy / "splits.json").read_bytes() == splits
+    assert not (demo_copy / "manifest.jsonl.bak").exists()
+
+
+def test_prepare_checks_what_it_would_write_before_writing(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old bug: tied fractional completion votes (2.5 vs 3 -> 2.5) made a manifest validate rejects
+    real = prepare_module.clean_ratings
+
+    def fractional(ratings):
+        mos, stats = real(ratings)
+        first = sorted(mos)[0]
+        mos[first] = {**mos[first], "completion": majority_vote([2.5, 3.0])}
+        return mos, stats
+
+    monkeypatch.setattr(prepare_module, "clean_ratings", fractional)
+    manifest = (demo_copy / "manifest.jsonl").read_bytes()
+    with pytest.raises(DataError, match="nothing was written") as err:
+        prepare(demo_copy, check_images=False)
+    assert len(err.value.problems) == 1
+    assert "mos.completion: must be a whole level 1, 2 or 3, got 2.5" in err.value.problems[0]
+    assert (demo_copy / "manifest.jsonl").read_bytes() == manifest
+
+
+def test_prepare_keeps_a_backup_of_what_it_replaces(demo_copy: Path) -> None:
+    manifest, splits = (demo_copy / "manifest.jsonl").read_bytes(), (demo_copy / "splits.json").read_bytes()
+    prepare(demo_copy, seed=7, check_images=False)
+    assert (demo_copy / "manifest.jsonl.bak").read_bytes() == manifest
+    assert (demo_copy / "splits.json.bak").read_bytes() == splits
+    assert (demo_copy / "splits.json").read_bytes() != splits  # another seed, another split
+    assert validate(demo_copy)[1] == []
+
+
+def test_prepare_rebuilds_a_stale_splits_file(demo_copy: Path) -> None:
+    (demo_copy / "splits.json").write_text("{broken")
+    prepare(demo_copy, check_images=False)
+    assert (demo_copy / "splits.json.bak").read_text() == "{broken"
+    assert validate(demo_copy)[1] == []

@@ -1,20 +1,31 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from epaiqa.cli import main
 from epaiqa.data.schema import EDIT_TYPES
 from epaiqa.eval.report import collect, ranks, to_markdown
+from epaiqa.eval.results import RunRecord, Setting, read_record, write_record
 
 
-def write_run(folder: Path, model: str, task: str, base: float, seed: int = 0) -> None:
+def table(base: float) -> dict:
     metrics = {
         col: {"srcc": base + i / 100, "plcc": base + i / 100 + 0.01, "n": 10} for i, col in enumerate(EDIT_TYPES)
     }
     metrics["all"] = {"srcc": base, "plcc": base + 0.05, "n": 40}
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(
-        json.dumps({"task": task, "model": model, "seed": seed, "n": 40, "metrics": metrics})
-    )
+    return metrics
+
+
+def write_run(
+    folder: Path, model: str, task: str, base: float, seed: int = 0, overrides: tuple[str, ...] = ("a=1",), **extra
+) -> None:
+    key = "k-" + ",".join(overrides)
+    record = RunRecord(
+        task=task, model=model, kind="trained", test=table(base), n=40, seed=seed,
+        setting=Setting(key=key, overrides=list(overrides)), **extra,
+    )  # fmt: skip
+    write_record(folder, record)
 
 
 def test_report_builds_paper_layout_with_best_and_second(tmp_path: Path) -> None:
@@ -25,46 +36,82 @@ def test_report_builds_paper_layout_with_best_and_second(tmp_path: Path) -> None
     write_run(tmp_path / "4", "dbcnn", "naturalness", 0.3)
     report = collect([tmp_path])
     assert set(report.tables) == {"harmony", "naturalness"}
-    table = report.tables["harmony"]
-    assert abs(table["topiq_nr"][("all", "srcc")] - 0.7) < 1e-9
-    place = ranks(table)[("all", "srcc")]
+    rows = {row.label: row for row in report.tables["harmony"]}
+    assert rows["topiq_nr"].mean(("all", "srcc")) == pytest.approx(0.7)
+    assert rows["topiq_nr"].std(("all", "srcc")) == pytest.approx(0.1414, abs=1e-4)
+    place = ranks(report.tables["harmony"])[("all", "srcc")]
     assert sorted(place[0]) == ["musiq", "topiq_nr"] and place[1] == ["dbcnn"]
-    md = to_markdown("harmony", table, report.runs["harmony"])
+    md = to_markdown("harmony", report.tables["harmony"])
     assert md.startswith("**Table 1: global harmony**")
-    assert "| topiq_nr (mean of 2) |" in md
+    assert "| topiq_nr (mean ± std of 2 runs, seeds 0, 1) |" in md and "0.7000 ± 0.1414" in md
     dbcnn_row = next(line for line in md.splitlines() if line.startswith("| dbcnn"))
     assert "_0.5000_" in dbcnn_row and "**" not in dbcnn_row
     assert md.count("| Type-1 SRCC |") == 1
 
 
-def test_report_command_writes_files_and_lists_failures(tmp_path: Path, capsys) -> None:
+def test_two_settings_of_one_model_are_two_rows_never_averaged(tmp_path: Path, capsys) -> None:
+    common = ("baseline=stair_iqa", "experiment=baseline_harmony")
+    write_run(tmp_path / "0", "stair_iqa", "harmony", 0.2, overrides=(*common, "data.view=whole"))
+    write_run(tmp_path / "1", "stair_iqa", "harmony", 0.6, overrides=(*common, "data.view=context"))
+    write_run(tmp_path / "2", "stair_iqa", "harmony", 0.4, seed=1, overrides=(*common, "data.view=context"))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "| stair_iqa [data.view=whole] | " in out
+    assert "| stair_iqa [data.view=context] (mean ± std of 2 runs, seeds 0, 1) | " in out
+    rows = {row.label: row for row in collect([tmp_path]).tables["harmony"]}
+    assert rows["stair_iqa [data.view=whole]"].mean(("all", "srcc")) == pytest.approx(0.2)
+    assert rows["stair_iqa [data.view=context]"].mean(("all", "srcc")) == pytest.approx(0.5)
+    csv_head = (tmp_path / "rep" / "harmony.csv").read_text().splitlines()[0]
+    assert csv_head.startswith("model,runs,style_change_srcc,style_change_srcc_std")
+
+
+def test_report_lists_failures_with_tracebacks_and_exits_1(tmp_path: Path, capsys) -> None:
     write_run(tmp_path / "0", "dbcnn", "harmony", 0.5)
     (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "failed.json").write_text(json.dumps({"error": "DataError: broken", "overrides": ["baseline=x"]}))
+    failure = {"error": "DataError: broken", "overrides": ["baseline=x"], "traceback": "traceback.txt"}
+    (tmp_path / "1" / "failed.json").write_text(json.dumps(failure))
     (tmp_path / "2").mkdir()
     (tmp_path / "2" / "results.json").write_text("{not json")
-    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.out and "DataError: broken" in captured.out
-    assert "unreadable" in captured.err
-    assert (tmp_path / "rep" / "harmony.csv").read_text().splitlines()[0].startswith("model,style_change_srcc")
+    assert f"traceback: {tmp_path / '1' / 'traceback.txt'}" in captured.out
+    assert "unreadable" in captured.err and "--allow-failed" in captured.err
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--allow-failed"]) == 0
     assert (tmp_path / "rep" / "harmony.md").is_file()
     assert main(["report", str(tmp_path / "empty")]) == 1
 
 
-def test_report_tables_plain_metrics_of_grounding_and_completion(tmp_path: Path, capsys) -> None:
+def test_plain_metrics_and_table_3_from_the_completion_3_subset(tmp_path: Path, capsys) -> None:
     for i, (model, acc) in enumerate([("epaiqa_tiny", 0.5), ("epaiqa_tiny", 0.7), ("epaiqa_tiny_wo_cot", 0.4)]):
-        folder = tmp_path / str(i)
-        folder.mkdir()
         metrics = {"n": 10, "accuracy": acc, "parse_failure_rate": None}
-        (folder / "results.json").write_text(json.dumps({"task": "completion", "model": model, "metrics": metrics}))
-    write_run(tmp_path / "3", "epaiqa_tiny", "overall", 0.6)
+        record = RunRecord(task="completion", model=model, kind="trained", test=metrics, n=10, seed=i)
+        write_record(tmp_path / str(i), record)
+    sub = {"completion3": {"test": table(0.8), "train": None, "untrained": None}}
+    write_run(tmp_path / "3", "epaiqa_tiny", "overall", 0.6, subsets=sub)
     report = collect([tmp_path])
     assert not report.unreadable
-    assert abs(report.scalars["completion"]["epaiqa_tiny"]["accuracy"] - 0.6) < 1e-9
-    assert report.scalars["completion"]["epaiqa_tiny"]["parse_failure_rate"] is None
+    rows = {row.label: row for row in report.scalars["completion"]}
+    assert rows["epaiqa_tiny"].mean("accuracy") == pytest.approx(0.6)
+    assert rows["epaiqa_tiny"].mean("parse_failure_rate") is None
+    (table3,) = report.tables["overall"]  # Table 3: completion = 3 only
+    (all_samples,) = report.tables["overall_all"]
+    assert table3.mean(("all", "srcc")) == pytest.approx(0.8) and all_samples.mean(("all", "srcc")) == pytest.approx(
+        0.6
+    )
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
     assert "**Table 3: overall editing quality (prompt completion 3)**" in out
     assert "| epaiqa_tiny_wo_cot | 0.4000 | 10 | — |" in out
-    assert (tmp_path / "rep" / "completion.csv").read_text().splitlines()[0] == "model,accuracy,n,parse_failure_rate"
+    head = (tmp_path / "rep" / "completion.csv").read_text().splitlines()[0]
+    assert head == "model,runs,accuracy,accuracy_std,n,n_std,parse_failure_rate,parse_failure_rate_std"
+
+
+def test_schema_1_records_are_read_and_bad_kinds_refused(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(
+        json.dumps({"task": "harmony", "model": "m", "seed": 0, "metrics": table(0.3)})
+    )
+    record = read_record(tmp_path)
+    assert record.kind == "trained" and record.n == 40 and record.test["all"]["srcc"] == 0.3
+    with pytest.raises(ValueError, match="kind must be one of"):
+        RunRecord(task="harmony", model="m", kind="guessed", test=table(0.1), n=40)

@@ -102,9 +102,9 @@ def test_stage2_trains_under_ddp_with_two_cpu_processes(demo_root: Path, tmp_pat
 
     # the untrained scores gathered from two processes equal one process's
     single = make_cfg(demo_root, tmp_path / "single", ["experiment=stage2_harmony", "data.limit_test=7", "train=false"])
-    alone = train(single)
-    assert results["untrained"]["all"]["srcc"] == pytest.approx(alone["metrics"]["all"]["srcc"], abs=1e-6)
-    assert results["untrained"]["all"]["plcc"] == pytest.approx(alone["metrics"]["all"]["plcc"], abs=1e-5)
+    (alone,) = train(single).values()
+    assert results["untrained"]["all"]["srcc"] == pytest.approx(alone.test["all"]["srcc"], abs=1e-6)
+    assert results["untrained"]["all"]["plcc"] == pytest.approx(alone.test["all"]["plcc"], abs=1e-5)
     assert len(_predictions(out / "predictions.csv")) == 7
 
 
@@ -127,7 +127,7 @@ def test_real_backbone_config_offline_names_what_to_download(demo_root: Path, tm
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", "model/backbone=llava_onevision_7b"])
     assert cfg.model.backbone.id == "llava-hf/llava-onevision-qwen2-7b-ov-hf" and cfg.model_name.endswith("7b")
     with pytest.raises(
-        ConfigError, match=r"huggingface-cli download llava-hf/llava-onevision-qwen2-7b-ov-hf.*model\.backbone\.path"
+        ConfigError, match=r"hf download llava-hf/llava-onevision-qwen2-7b-ov-hf.*model\.backbone\.path"
     ):
         train(cfg)
     missing = make_cfg(demo_root, tmp_path, ["experiment=stage2_harmony", f"model.backbone.path={tmp_path / 'none'}"])
@@ -151,7 +151,7 @@ def test_a_baseline_under_ddp_scores_every_test_sample_once(demo_root: Path, tmp
         "experiment=baseline_harmony",
         "baseline=wadiqam_nr",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=1",
+        "trainer.limit_train_batches=1",
         "data.image_size=64",
         "data.batch_size=4",
         "eval_untrained=false",

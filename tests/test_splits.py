@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from epaiqa.data.schema import PAISample
-from epaiqa.data.splits import load_splits, make_splits, subset_members, write_splits
+from epaiqa.data.splits import check_splits, load_splits, make_splits, subset_members, write_splits
 from epaiqa.errors import DataError
 
 FULL = {"overall": 3.0, "harmony": 3.0, "naturalness": 3.0, "completion": 3.0}
@@ -75,15 +75,72 @@ def test_load_splits_rejects_leaks_and_unknown_ids(tmp_path: Path) -> None:
     leaked = json.loads(json.dumps(splits))
     leaked["subsets"]["harmony"]["train"].append(splits["subsets"]["naturalness"]["test"][0])
     write_splits(tmp_path, leaked)
-    with pytest.raises(DataError, match=r"subsets.harmony.train: 1 ids are in a test set"):
+    with pytest.raises(DataError, match=r"splits\.json:0: subsets\.harmony\.train: 1 ids are also in a test set"):
         load_splits(tmp_path, samples)
 
     unknown = json.loads(json.dumps(splits))
     unknown["subsets"]["overall"]["test"].append("nope")
     write_splits(tmp_path, unknown)
-    with pytest.raises(DataError, match=r"subsets.overall.test: 1 ids not in the manifest"):
+    with pytest.raises(DataError, match=r"splits\.json:0: subsets\.overall\.test: 1 ids are not in the manifest"):
         load_splits(tmp_path, samples)
 
     (tmp_path / "splits.json").write_text("{broken")
-    with pytest.raises(DataError, match="not a valid splits file"):
+    with pytest.raises(DataError, match=r"splits\.json:0: json: not valid JSON"):
         load_splits(tmp_path, samples)
+
+
+def problems(data, samples=None) -> list[str]:
+    samples = mixed_samples(50) if samples is None else samples
+    by_id = {s.id: s for s in samples}
+    return [f"{field}: {message}" for field, message in check_splits(data, by_id, by_id)]
+
+
+def test_make_splits_output_passes_its_own_check() -> None:
+    assert problems(make_splits(mixed_samples(50), seed=3)) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ([], "subsets: missing or not an object"),
+        ({"subsets": {"harmony": {"train": [], "test": []}}}, "subsets.naturalness: missing or not an object"),
+        ({"subsets": {"naturalness": [], "harmony": {}, "overall": {}}}, "subsets.naturalness: missing"),
+    ],
+)
+def test_check_splits_reports_wrong_structure(data, expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems(data)), problems(data)
+
+
+def edited(change) -> list[str]:
+    data = make_splits(mixed_samples(50), seed=0)
+    change(data["subsets"])
+    return problems(data)
+
+
+def test_check_splits_reports_bad_entries() -> None:
+    def in_both(subsets: dict) -> None:
+        subsets["overall"]["train"].append(subsets["overall"]["test"][0])
+
+    assert edited(in_both) == [
+        f"subsets.overall.train: 1 ids are also in a test set (naturalness, harmony, overall), "
+        f"e.g. {make_splits(mixed_samples(50), seed=0)['subsets']['overall']['test'][0]!r}"
+    ]
+    assert edited(lambda s: s["harmony"]["train"].append(s["harmony"]["train"][0]))[0].startswith(
+        "subsets.harmony.train: 1 ids are listed twice"
+    )
+    assert edited(lambda s: s["harmony"]["test"].append(1.5)) == [
+        "subsets.harmony.test: 1 entries are not ids (strings), e.g. 1.5"
+    ]
+    assert edited(lambda s: s.__setitem__("beauty", {"train": [], "test": []})) == [
+        "subsets.beauty: unknown subset (known: naturalness, harmony, overall)"
+    ]
+    # 0001 has no harmony score (mixed_samples nulls it for i % 5 == 1)
+    assert edited(lambda s: s["harmony"]["train"].append("0001")) == [
+        "subsets.harmony.train: 1 ids lack a harmony score, e.g. '0001'"
+    ]
+
+
+def test_unknown_ids_are_skipped_when_known_is_none() -> None:
+    data = make_splits(mixed_samples(50), seed=0)
+    data["subsets"]["harmony"]["test"].append("nope")
+    assert check_splits(data, None) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +28,23 @@ class ScoreModel(nn.Module):
         else:
             out = self.net(img)
         return out.reshape(img.shape[0], -1).mean(dim=1)
+
+    def training_loss(
+        self,
+        img: torch.Tensor,
+        ref: torch.Tensor | None,
+        target: torch.Tensor,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The loss its paper trains the network with.
+
+        ``loss_fn(prediction, target)``, unless the network defines ``training_loss(img, ref, target, loss_fn)``
+        itself (JOINT trains each branch on the label).
+        """
+        own = getattr(self.net, "training_loss", None)
+        if own is not None:
+            return own(img, ref, target, loss_fn)
+        return loss_fn(self(img, ref), target)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

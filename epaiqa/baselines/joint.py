@@ -53,7 +53,7 @@ dict (recognised by its keys, loaded into that backbone; its classifier head is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -276,6 +276,20 @@ class JOINT(nn.Module):
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.combine(self.branch_scores(img))
+
+    def training_loss(
+        self,
+        img: torch.Tensor,
+        ref: torch.Tensor | None,
+        target: torch.Tensor,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Each branch trained on the label (the paper's MOS_tech / MOS_rat; one MOS here).
+
+        The fixed combination of the branches predicts; it is not trained.
+        """
+        scores = self.branch_scores(img)
+        return torch.stack([loss_fn(scores[:, i], target) for i in range(scores.shape[1])]).sum()
 
 
 def _load(net: JOINT, path: str) -> None:

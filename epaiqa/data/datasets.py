@@ -11,7 +11,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from epaiqa.data.base import SampleKey, unpack_key
 from epaiqa.data.crops import bbox_to_pixels, window_in_region
+from epaiqa.data.images import load_rgb
 from epaiqa.data.schema import EDIT_TYPES, PAISample
 from epaiqa.errors import ConfigError
 
@@ -27,9 +29,11 @@ DEFAULT_VIEW = {"harmony": "whole", "naturalness": "region", "overall": "whole"}
 class PAIDataset(Dataset):
     """Samples of one task as dict items: ``img`` (edited), ``ref`` (source, FR only), ``mos``, ``id``, ``edit_type``.
 
-    Images are decoded on access (worker-safe: no open handles are kept). With ``train=True`` the
-    native window is placed at random inside the region and images are flipped at random, the same
-    way for the edited and the source image; otherwise everything is deterministic.
+    Images are decoded on access by :func:`~epaiqa.data.images.load_rgb` (as displayed; worker-safe: no open
+    handles are kept). With ``train=True`` the native window is placed at random inside the region and images
+    are flipped at random, the same way for the edited and the source image, drawing from the seed that
+    :class:`~epaiqa.data.base.EpochSampler` hands each sample; otherwise everything is deterministic. Items of
+    the overall task carry the sample's prompt ``completion`` (1–3) for the Table-3 subset.
     """
 
     def __init__(
@@ -56,19 +60,20 @@ class PAIDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _box(self, sample: PAISample, width: int, height: int) -> tuple[int, int, int, int]:
+    def _box(
+        self, sample: PAISample, width: int, height: int, generator: torch.Generator | None
+    ) -> tuple[int, int, int, int]:
         if self.view == "whole":
             return (0, 0, width, height)
         if self.view == "region":
             return bbox_to_pixels(sample.bbox, width, height)
         if self.view == "context":
             return bbox_to_pixels(sample.bbox, width, height, margin=self.margin)
-        jitter = tuple(torch.rand(2).tolist()) if self.train else (0.5, 0.5)
+        jitter = tuple(torch.rand(2, generator=generator).tolist()) if self.train else (0.5, 0.5)
         return window_in_region(sample.bbox, width, height, self.image_size, jitter)  # type: ignore[arg-type]
 
     def _open(self, relpath: str) -> Image.Image:
-        with Image.open(self.root / relpath) as img:
-            return img.convert("RGB")
+        return load_rgb(self.root / relpath)
 
     def _tensor(self, image: Image.Image, box: tuple[int, int, int, int]) -> torch.Tensor:
         crop = image.crop(box)
@@ -76,10 +81,11 @@ class PAIDataset(Dataset):
             crop = crop.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
         return pil_to_tensor(crop).float().div_(255.0)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, generator = unpack_key(key)
         sample = self.samples[index]
         edited = self._open(sample.edited)
-        box = self._box(sample, *edited.size)
+        box = self._box(sample, *edited.size, generator)
         item: dict[str, Any] = {
             "img": self._tensor(edited, box),
             "mos": torch.tensor(sample.score(self.task), dtype=torch.float32),
@@ -87,12 +93,14 @@ class PAIDataset(Dataset):
             "edit_type": sample.edit_type,
             "edit_type_index": EDIT_TYPES.index(sample.edit_type),
         }
+        if self.task == "overall":
+            item["completion"] = int(sample.score("completion") or 0)
         if self.reference:  # the source, cut at the same place (scaled if its size differs)
             source = self._open(sample.source)
             sx, sy = source.width / edited.width, source.height / edited.height
             sbox = (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
             item["ref"] = self._tensor(source, sbox)
-        if self.train and torch.rand(()) < 0.5:
+        if self.train and torch.rand((), generator=generator) < 0.5:
             for key in ("img", "ref"):
                 if key in item:
                     item[key] = item[key].flip(-1)

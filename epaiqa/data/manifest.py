@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
-from epaiqa.data.schema import COT_FIELDS, EDIT_TYPES, MANIFEST, SCORE_RANGES, PAISample
+from epaiqa.data.images import check_image
+from epaiqa.data.schema import COT_FIELDS, EDIT_TYPES, MANIFEST, SCORE_RANGES, SPLITS, PAISample
+from epaiqa.data.splits import splits_problems
 from epaiqa.errors import DataError
 from epaiqa.io import atomic_write_text
 
@@ -102,16 +102,11 @@ def _check_cot(cot: Any) -> list[tuple[str, str]]:
 
 
 def image_problem(path: Path) -> tuple[str | None, tuple[int, int] | None]:
-    """Why an image cannot be used (None if it can), and its (width, height)."""
-    if not path.is_file():
-        return "file not found", None
-    try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = img.convert("RGB")
-            return None, rgb.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return f"does not decode as an image ({exc})", None
+    """Why an image cannot be used (None if it can), and its displayed (width, height).
+
+    The checks of :func:`epaiqa.data.images.check_image`, the decoder's own.
+    """
+    return check_image(path)
 
 
 def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, list[Problem]]:
@@ -169,22 +164,8 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
     return sample, problems
 
 
-def validate(root: str | Path, check_images: bool = True) -> tuple[list[PAISample], list[Problem]]:
-    """Check every line (and, optionally, every image) of ``ROOT/manifest.jsonl``.
-
-    Returns the valid samples and every problem found; a sample with any problem is left out.
-    """
-    root = Path(root)
-    manifest = root / MANIFEST
-    if not root.is_dir():
-        return [], [Problem(str(root), 0, "root", "dataset root is not a directory")]
-    if not manifest.is_file():
-        return [], [Problem(MANIFEST, 0, "file", f"not found in {root}")]
-    try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [Problem(MANIFEST, 0, "file", f"cannot be read ({exc})")]
-
+def check_lines(lines: Iterable[str], root: Path, check_images: bool = True) -> tuple[list[PAISample], list[Problem]]:
+    """Check manifest lines (numbered from 1, blank lines skipped): the valid samples and every problem."""
     samples: list[PAISample] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
@@ -219,16 +200,60 @@ def validate(root: str | Path, check_images: bool = True) -> tuple[list[PAISampl
                 )
                 continue
         samples.append(sample)
-    if not samples and not problems:
-        problems.append(Problem(MANIFEST, 0, "file", "holds no samples"))
     return samples, problems
 
 
-def load_manifest(root: str | Path, check_images: bool = True) -> list[PAISample]:
-    """All samples of a dataset root, or :class:`DataError` listing every problem."""
-    samples, problems = validate(root, check_images=check_images)
+def check_samples(root: str | Path, samples: Iterable[PAISample]) -> list[Problem]:
+    """The problems :func:`validate` would report for a manifest written from ``samples`` (images not opened)."""
+    lines = [json.dumps(s.to_json(), ensure_ascii=False) for s in samples]
+    _, problems = check_lines(lines, Path(root), check_images=False)
+    if not lines:
+        problems.append(Problem(MANIFEST, 0, "file", "holds no samples"))
+    return problems
+
+
+def validate(
+    root: str | Path, check_images: bool = True, check_splits: bool = True
+) -> tuple[list[PAISample], list[Problem]]:
+    """Check every line (and, optionally, every image) of ``ROOT/manifest.jsonl``, and ``ROOT/splits.json``.
+
+    Images are checked by the decoder's own :func:`~epaiqa.data.images.check_image`, and bboxes
+    against the displayed size. With ``check_splits``, ``splits.json``, when present, is checked by
+    :func:`~epaiqa.data.splits.check_splits` (problems on line 0; its ids are matched against the manifest
+    only when the manifest has no problems, so that one broken line is not reported twice).
+    Returns the valid samples and every problem found; a sample with any problem is left out.
+    """
+    root = Path(root)
+    manifest = root / MANIFEST
+    if not root.exists():
+        return [], [Problem(str(root), 0, "root", "dataset root not found")]
+    if not root.is_dir():
+        return [], [Problem(str(root), 0, "root", "dataset root is not a directory")]
+    if not manifest.is_file():
+        return [], [Problem(MANIFEST, 0, "file", f"not found in {root}")]
+    try:
+        lines = manifest.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [Problem(MANIFEST, 0, "file", f"cannot be read ({exc})")]
+
+    samples, problems = check_lines(lines, root, check_images=check_images)
+    if not samples and not problems:
+        problems.append(Problem(MANIFEST, 0, "file", "holds no samples"))
+    if (
+        check_splits and (root / SPLITS).exists()
+    ):  # ids are matched only against a clean manifest, so one cause is one problem
+        by_id = {s.id: s for s in samples}
+        found = splits_problems(root / SPLITS, None if problems else by_id, by_id)
+        problems.extend(Problem(SPLITS, 0, field, message) for field, message in found)
+    return samples, problems
+
+
+def load_manifest(root: str | Path, check_images: bool = True, check_splits: bool = True) -> list[PAISample]:
+    """All samples of a dataset root, or :class:`DataError` listing every problem :func:`validate` finds."""
+    samples, problems = validate(root, check_images=check_images, check_splits=check_splits)
     if problems:
-        raise DataError(f"{Path(root) / MANIFEST} is invalid ({len(problems)} problems):", [str(p) for p in problems])
+        where = Path(root) / MANIFEST if all(p.file == MANIFEST for p in problems) else f"dataset root {root}"
+        raise DataError(f"{where} is invalid ({len(problems)} problems):", [str(p) for p in problems])
     return samples
 
 

@@ -10,6 +10,10 @@ Rules, in order, per sample:
 3. overall, harmony and naturalness are the means of what remains (null if nothing remains);
 4. completion is the majority vote of the remaining completion levels; a tie goes to the **lower**
    level (an edit counts as fully completed only if a strict plurality says so).
+
+A completion cell must be a whole level 1, 2 or 3: a fractional vote (2.5) could win the majority
+and give a ``mos.completion`` the manifest rejects. The file may start with a UTF-8 byte-order mark
+(as spreadsheets save it).
 """
 
 from __future__ import annotations
@@ -61,14 +65,14 @@ class CleaningStats:
 
 
 def read_ratings(path: str | Path, known_ids: set[str] | None = None) -> list[Rating]:
-    """Parse ratings.csv; every bad cell is reported as ``ratings.csv:LINE: field: message``."""
+    """Parse ratings.csv (UTF-8, BOM or not); each bad cell is reported as ``ratings.csv:LINE: field: message``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: not found ({RATINGS} with columns {', '.join(COLUMNS)} is needed)")
     problems: list[str] = []
     ratings: list[Rating] = []
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -88,6 +92,9 @@ def read_ratings(path: str | Path, known_ids: set[str] | None = None) -> list[Ra
                         continue
                     if not math.isfinite(value) or not lo <= value <= hi:
                         problems.append(f"{RATINGS}:{line}: {dim}: {cell} is outside the scale [{lo}, {hi}]")
+                        continue
+                    if dim == "completion" and value != int(value):
+                        problems.append(f"{RATINGS}:{line}: completion: must be 1, 2 or 3, got {cell}")
                         continue
                     values[dim] = value
                 sample_id = (row.get("sample_id") or "").strip()

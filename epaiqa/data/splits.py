@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,39 +83,104 @@ def write_splits(root: str | Path, splits: dict[str, Any]) -> Path:
     return atomic_write_json(Path(root) / SPLITS, splits)
 
 
+def read_splits_file(path: str | Path) -> tuple[Any, list[tuple[str, str]]]:
+    """The parsed JSON of a splits file, or None and its ``(field, message)`` problems."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [("file", f"cannot be read ({exc})")]
+    try:
+        return json.loads(text), []
+    except json.JSONDecodeError as exc:
+        return None, [("json", f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")]
+
+
+def _example(ids: Iterable[str]) -> str:
+    return repr(sorted(ids)[0])
+
+
+def check_splits(
+    data: Any, known: Collection[str] | None, samples: Mapping[str, PAISample] | None = None
+) -> list[tuple[str, str]]:
+    """Every ``(field, message)`` problem of parsed splits data.
+
+    Checks the structure (``subsets`` → each of :data:`TASKS` → ``train``/``test`` lists of ids),
+    ids listed twice, ids not in ``known`` (the manifest's ids; None skips this), ids in both the train and test
+    set of one subset or in one subset's train set and any subset's test set (leakage), and, when
+    ``samples`` (id → sample) is given, ids that lack a score their subset needs.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("subsets"), dict):
+        return [("subsets", "missing or not an object of subsets (is this a splits.json written by `epaiqa prepare`?)")]
+    subsets = data["subsets"]
+    problems: list[tuple[str, str]] = []
+    for task in subsets:
+        if task not in TASKS:
+            problems.append((f"subsets.{task}", f"unknown subset (known: {', '.join(TASKS)})"))
+    parts: dict[tuple[str, str], list[str]] = {}
+    for task in TASKS:
+        entry = subsets.get(task)
+        if not isinstance(entry, dict):
+            problems.append((f"subsets.{task}", "missing or not an object with train and test lists"))
+            continue
+        for part in ("train", "test"):
+            field = f"subsets.{task}.{part}"
+            ids = entry.get(part)
+            if not isinstance(ids, list):
+                problems.append((field, "missing or not a list of ids"))
+                continue
+            bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, (str, int))]
+            if bad:
+                problems.append((field, f"{len(bad)} entries are not ids (strings), e.g. {bad[0]!r}"))
+                continue
+            strs = [str(i) for i in ids]
+            twice = {i for i, n in Counter(strs).items() if n > 1}
+            if twice:
+                problems.append((field, f"{len(twice)} ids are listed twice, e.g. {_example(twice)}"))
+            unknown = set() if known is None else set(strs) - set(known)
+            if unknown:
+                problems.append((field, f"{len(unknown)} ids are not in the manifest, e.g. {_example(unknown)}"))
+            elif samples is not None:
+                needs = SUBSET_NEEDS[task]
+                unscored = {i for i in strs if i in samples and any(samples[i].score(d) is None for d in needs)}
+                if unscored:
+                    problems.append(
+                        (field, f"{len(unscored)} ids lack a {'/'.join(needs)} score, e.g. {_example(unscored)}")
+                    )
+            parts[task, part] = strs
+    test_sets = {task: set(ids) for (task, part), ids in parts.items() if part == "test"}
+    all_test = set().union(*test_sets.values())
+    for (task, part), ids in parts.items():
+        if part != "train":
+            continue
+        leaked = set(ids) & all_test
+        if leaked:
+            where = ", ".join(t for t, test in test_sets.items() if leaked & test)
+            problems.append(
+                (
+                    f"subsets.{task}.train",
+                    f"{len(leaked)} ids are also in a test set ({where}), e.g. {_example(leaked)}",
+                )
+            )
+    return problems
+
+
+def splits_problems(
+    path: str | Path, known: Collection[str] | None, samples: Mapping[str, PAISample] | None = None
+) -> list[tuple[str, str]]:
+    """Every ``(field, message)`` problem of the splits file at ``path`` (reading, JSON, :func:`check_splits`)."""
+    data, problems = read_splits_file(path)
+    return problems or check_splits(data, known, samples)
+
+
 def load_splits(root: str | Path, samples: Sequence[PAISample]) -> dict[str, dict[str, list[str]]]:
-    """The subsets of ``ROOT/splits.json``, checked against the manifest and for leakage."""
+    """The subsets of ``ROOT/splits.json``, checked by :func:`check_splits` against the manifest."""
     path = Path(root) / SPLITS
     if not path.is_file():
         raise DataError(f"{path}: not found (run `epaiqa prepare {root}` to build it)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        subsets = data["subsets"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a valid splits file ({exc})") from None
-    known = {s.id for s in samples}
-    problems: list[str] = []
-    all_test: set[str] = set()
-    for task in TASKS:
-        for part in ("train", "test"):
-            ids = (subsets.get(task) or {}).get(part) if isinstance(subsets, dict) else None
-            if not isinstance(ids, list):
-                problems.append(f"{SPLITS}: subsets.{task}.{part}: missing or not a list of ids")
-                continue
-            unknown = [i for i in ids if str(i) not in known]
-            if unknown:
-                problems.append(
-                    f"{SPLITS}: subsets.{task}.{part}: {len(unknown)} ids not in the manifest, e.g. {unknown[0]!r}"
-                )
-            if part == "test":
-                all_test.update(map(str, ids))
-    if not problems:
-        for task in TASKS:
-            leaked = set(map(str, subsets[task]["train"])) & all_test
-            if leaked:
-                problems.append(
-                    f"{SPLITS}: subsets.{task}.train: {len(leaked)} ids are in a test set, e.g. {sorted(leaked)[0]!r}"
-                )
+    data, problems = read_splits_file(path)
+    problems = problems or check_splits(data, {s.id for s in samples}, {s.id: s for s in samples})
     if problems:
-        raise DataError(f"{path} is invalid:", problems)
+        lines = [f"{SPLITS}:0: {field}: {message}" for field, message in problems]
+        raise DataError(f"{path} is invalid ({len(lines)} problems):", lines)
+    subsets = data["subsets"]
     return {t: {p: [str(i) for i in subsets[t][p]] for p in ("train", "test")} for t in TASKS}

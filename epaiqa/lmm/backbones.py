@@ -130,6 +130,8 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "attn_implementation": None,
     "seed": 0,
+    # the learning rate the backbone's own fine-tuning uses (profile=paper trains with it)
+    "finetune_lr": 1e-4,
 }
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -345,7 +347,7 @@ def load_backbone(
         where = "is not in the local Hugging Face cache" + (" and the hub is offline" if offline else "")
         raise ConfigError(
             f"backbone {path_or_id!r} {where}. Download it where there is network: "
-            f"`huggingface-cli download {path_or_id} --local-dir /local/dir`, then set "
+            f"`hf download {path_or_id} --local-dir /local/dir`, then set "
             f"model.backbone.path=/local/dir ({_first_line(exc)})"
         ) from exc
     if interleaved_template and getattr(config, "model_type", "") == "llava_onevision":

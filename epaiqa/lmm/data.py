@@ -1,24 +1,33 @@
-"""Datamodule of the EPAIQA LMM stages: PAI samples paired with the task whose instruction they become.
+"""Data of the EPAIQA LMM stages: PAI samples turned into appendix-E instructions in the data pipeline.
 
-Batches are plain lists (sample, task); the LightningModule turns them into conversations and tokens
-with its own processor, so the same datamodule serves every backbone.
+Each item is one instruction — the conversation (question and reference answer) and its PIL images, built by
+:mod:`epaiqa.lmm.instructions` in the dataset (so in loader workers) — with the sample and its task. Batches
+are plain lists; the LightningModule tokenises them with its own processor, so one datamodule serves every
+backbone.
+
+Instruction options live here, with the data: ``with_cot`` (stage 2: the sample's CoT as E.2's [CoT] prior in
+the *training* questions — never in a test question, which would hand the model its reference; stage 3: CoT
+answers) and ``reference`` (the ablation that boxes the region on the image and names it).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
-import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from epaiqa.data.demo import DEMO_DEFAULTS, root_or_demo
-from epaiqa.data.manifest import load_manifest
+from epaiqa.data.base import BaseDataModule, SampleKey, head, unpack_key
 from epaiqa.data.schema import PAISample
-from epaiqa.data.splits import load_splits
 from epaiqa.errors import ConfigError
-from epaiqa.lmm.instructions import has_explain_cot
+from epaiqa.lmm.instructions import (
+    Instruction,
+    explain_instruction,
+    grounding_instruction,
+    harmony_instruction,
+    has_explain_cot,
+    naturalness_instruction,
+)
 
 SCORING_TASKS = ("harmony", "naturalness")
 STAGES = ("grounding", "scoring", "explain")
@@ -26,32 +35,54 @@ STAGES = ("grounding", "scoring", "explain")
 log = logging.getLogger(__name__)
 
 
-class _Pairs(Dataset):
-    def __init__(self, pairs: list[tuple[PAISample, str]]) -> None:
-        self.pairs = pairs
+class InstructionDataset(Dataset):
+    """(sample, task) pairs as instruction items: ``sample``, ``task``, ``conversation``, ``images``."""
+
+    def __init__(
+        self, root: Any, pairs: list[tuple[PAISample, str]], train: bool, with_cot: bool, reference: bool
+    ) -> None:
+        self.root, self.pairs, self.train = root, pairs, train
+        self.with_cot, self.reference = with_cot, reference
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> tuple[PAISample, str]:
-        return self.pairs[index]
+    def instruction(self, sample: PAISample, task: str) -> Instruction:
+        """The appendix-E instruction of a sample for a task."""
+        if task == "grounding":
+            return grounding_instruction(sample, self.root)
+        if task == "harmony":
+            return harmony_instruction(sample, self.root, self.with_cot and self.train, self.reference)
+        if task == "naturalness":
+            return naturalness_instruction(sample, self.root, self.with_cot and self.train)
+        # stage 3: a test sample without CoT keeps a levels-only reference answer (training samples all have it)
+        cot = self.with_cot and (self.train or has_explain_cot(sample))
+        return explain_instruction(sample, self.root, cot, self.reference)
+
+    def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
+        index, _ = unpack_key(key)  # instructions draw no random numbers
+        sample, task = self.pairs[index]
+        conversation, images = self.instruction(sample, task)
+        return {"sample": sample, "task": task, "conversation": conversation, "images": images}
 
 
-class _Collate:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+def collate_instructions(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """A batch of instruction items as lists: ``samples``, ``tasks``, ``conversations``, ``images``."""
+    return {
+        "samples": [i["sample"] for i in items],
+        "tasks": [i["task"] for i in items],
+        "conversations": [i["conversation"] for i in items],
+        "images": [i["images"] for i in items],
+    }
 
-    def __call__(self, items: list[tuple[PAISample, str]]) -> dict[str, Any]:
-        return {"root": self.root, "samples": [s for s, _ in items], "tasks": [t for _, t in items]}
 
-
-class LMMDataModule(L.LightningDataModule):
+class LMMDataModule(BaseDataModule):
     """Data of the LMM stages, paired with the task each sample becomes an instruction for.
 
     Scoring (stage 2): each task's subset, train ids for training, test ids for testing.
     Grounding (stage 1): every sample except the test ids of all subsets for training, those for testing.
     Explain (stage 3): the overall subset; samples without a prompt completion or overall score (and, for
-    training with ``require_cot``, without the CoT an answer needs) are left out, with a warning that counts
+    training with ``with_cot``, without the CoT an answer needs) are left out, with a warning that counts
     them. Test samples without CoT are kept: their reference answer in ``explanations.jsonl`` has the levels only.
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
@@ -63,79 +94,77 @@ class LMMDataModule(L.LightningDataModule):
         root: str | None = None,
         tasks: list[str] | None = None,
         stage: str = "scoring",
-        batch_size: int = 4,
-        eval_batch_size: int | None = None,
-        limit_test: int | None = None,
-        require_cot: bool = False,
-        demo: dict[str, Any] | None = None,
+        with_cot: bool = False,
+        reference: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        kwargs.setdefault("batch_size", 4)
+        super().__init__(root=root, **kwargs)
         if stage not in STAGES:
             raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
-        self.stage, self.require_cot = stage, require_cot
+        self.stage, self.with_cot, self.reference = stage, with_cot, reference
         fixed = {"grounding": ["grounding"], "explain": ["overall"]}
         self.tasks = fixed.get(stage) or list(tasks or ["harmony"])
         unknown = [t for t in self.tasks if t not in SCORING_TASKS]
         if stage == "scoring" and (unknown or not self.tasks):
             raise ConfigError(f"data.tasks must be a non-empty subset of {', '.join(SCORING_TASKS)}, got {self.tasks}")
-        self.root, self.batch_size = root, batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.limit_test = limit_test
-        self.demo = {**DEMO_DEFAULTS, **(demo or {})}
+        if reference and "naturalness" in self.tasks:
+            log.warning("reference mode leaves naturalness instructions as they are (the crop is the region)")
         self.task = "+".join(self.tasks)
-        self.pairs: dict[str, list[tuple[PAISample, str]]] = {}
 
     @property
-    def dataset_root(self) -> Path:
-        """The root in use (the cached demo set when ``root`` is None)."""
-        return root_or_demo(self.root, self.demo)
+    def stage_name(self) -> str:
+        """The model stage this data feeds."""
+        return self.stage
 
-    def prepare_data(self) -> None:
-        """Generate the demo set if it is the root in use."""
-        _ = self.dataset_root
+    def collate(self) -> Any:
+        """Lists of samples, tasks, conversations and images."""
+        return collate_instructions
 
-    def setup(self, stage: str | None = None) -> None:
-        """Validate the root and pair every subset's train and test ids with their task (once)."""
-        if self.pairs:
-            return
-        samples = load_manifest(self.dataset_root)
+    def build(self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]) -> None:
+        """Pair every subset's train and test ids with their task."""
+        pairs = self.pairs(samples, subsets)
+        pairs["train_eval"] = head(pairs["train"], self.limit_train_eval)
+        for part, items in pairs.items():
+            train = part == "train"
+            self.datasets[part] = InstructionDataset(self.dataset_root, items, train, self.with_cot, self.reference)
+
+    def pairs(
+        self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]
+    ) -> dict[str, list[tuple[PAISample, str]]]:
+        """(sample, task) pairs of the training and test parts."""
         by_id = {s.id: s for s in samples}
-        splits = load_splits(self.dataset_root, samples)
         if self.stage == "grounding":
             # §4.1: every sample except the test ids of all three subsets
-            test_ids = sorted(set().union(*(set(parts["test"]) for parts in splits.values())))
+            test_ids = sorted(set().union(*(set(parts["test"]) for parts in subsets.values())))
             held_out = set(test_ids)
-            self.pairs["train"] = [(s, "grounding") for s in samples if s.id not in held_out]
-            self.pairs["test"] = [(by_id[i], "grounding") for i in test_ids[: self.limit_test]]
-            return
+            return {
+                "train": [(s, "grounding") for s in samples if s.id not in held_out],
+                "test": [(by_id[i], "grounding") for i in head(test_ids, self.limit_test)],
+            }
         if self.stage == "explain":
+            out = {}
             for part in ("train", "test"):
-                usable = [(by_id[i], "overall") for i in splits["overall"][part] if self._explainable(by_id[i], part)]
-                dropped = len(splits["overall"][part]) - len(usable)
-                if dropped:
-                    need = "completion / overall score" + (" or CoT" if part == "train" and self.require_cot else "")
+                ids = subsets["overall"][part]
+                usable = [(by_id[i], "overall") for i in ids if self._explainable(by_id[i], part)]
+                if len(ids) > len(usable):
+                    need = "completion / overall score" + (" or CoT" if part == "train" and self.with_cot else "")
                     log.warning(
-                        "stage 3 %s: %d of %d overall samples lack a %s", part, dropped, dropped + len(usable), need
+                        "stage 3 %s: %d of %d overall samples lack a %s", part, len(ids) - len(usable), len(ids), need
                     )
-                self.pairs[part] = usable[: self.limit_test] if part == "test" else usable
-            return
+                out[part] = head(usable, self.limit_test) if part == "test" else usable
+            return out
+        out = {}
         for part in ("train", "test"):
-            per_task = [[(by_id[i], t) for i in splits[t][part]] for t in self.tasks]
+            per_task = [[(by_id[i], t) for i in subsets[t][part]] for t in self.tasks]
             if part == "test" and self.limit_test is not None:  # keep every task represented
-                per_task = [pairs[: max(1, self.limit_test // len(self.tasks))] for pairs in per_task]
+                per_task = [p[: max(1, self.limit_test // len(self.tasks))] for p in per_task]
             # interleave the tasks, so every batch (and a one-batch debug run) sees all of them
             longest = max(len(p) for p in per_task)
-            self.pairs[part] = [p[k] for k in range(longest) for p in per_task if k < len(p)]
+            out[part] = [p[k] for k in range(longest) for p in per_task if k < len(p)]
+        return out
 
     def _explainable(self, sample: PAISample, part: str) -> bool:
         if sample.score("completion") is None or sample.score("overall") is None:
             return False
-        return part != "train" or not self.require_cot or has_explain_cot(sample)
-
-    def train_dataloader(self) -> DataLoader:
-        collate = _Collate(self.dataset_root)
-        return DataLoader(_Pairs(self.pairs["train"]), self.batch_size, shuffle=True, collate_fn=collate)
-
-    def test_dataloader(self) -> DataLoader:
-        collate = _Collate(self.dataset_root)
-        return DataLoader(_Pairs(self.pairs["test"]), self.eval_batch_size, shuffle=False, collate_fn=collate)
+        return part != "train" or not self.with_cot or has_explain_cot(sample)

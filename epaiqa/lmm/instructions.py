@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from transformers import BatchFeature
 
 from epaiqa.data.crops import bbox_to_pixels, crop_region
+from epaiqa.data.images import load_rgb
 from epaiqa.data.levels import score_to_level
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, DataError
@@ -109,8 +110,7 @@ def _assistant(text: str) -> Message:
 
 
 def _open(root: str | Path, relpath: str) -> Image.Image:
-    with Image.open(Path(root) / relpath) as img:
-        return img.convert("RGB")
+    return load_rgb(Path(root) / relpath)
 
 
 def _mos(sample: PAISample, dimension: str) -> float:

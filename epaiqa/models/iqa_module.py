@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanSquaredError, PearsonCorrCoef, SpearmanCorrCoef
 
 from epaiqa.baselines import baseline_info, create_baseline
 from epaiqa.data.schema import SCORE_RANGES
-from epaiqa.distributed import gather_rows
 from epaiqa.errors import ConfigError
-from epaiqa.eval.metrics import correlations_by_edit_type
+from epaiqa.models.task import BaseTask
 
 LOSSES = ("mse", "l1", "plcc", "mse+plcc")
 
@@ -24,11 +22,22 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - (p * t).sum() / (p.norm() * t.norm() + 1e-8)
 
 
-class IQARegressor(L.LightningModule):
+def regression_loss(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One of :data:`LOSSES` between predictions and targets on [0, 1]."""
+    if name == "mse":
+        return F.mse_loss(pred, target)
+    if name == "l1":
+        return F.l1_loss(pred, target)
+    if name == "plcc":
+        return plcc_loss(pred, target)
+    return F.mse_loss(pred, target) + plcc_loss(pred, target)
+
+
+class IQARegressor(BaseTask):
     """Train a baseline to predict the task's MOS, normalised to [0, 1] by the task's scale.
 
-    Tests write per-sample predictions and SRCC/PLCC overall and per edit type to
-    :attr:`test_results` (see :func:`epaiqa.train.train`).
+    The baseline computes its own training loss (:meth:`~epaiqa.baselines.common.ScoreModel.training_loss`:
+    JOINT trains each branch on the label); tests hand one row per sample to :class:`BaseTask`.
     """
 
     def __init__(
@@ -57,10 +66,6 @@ class IQARegressor(L.LightningModule):
         )
         self.lo, self.hi = SCORE_RANGES[task]
         self.val_srcc, self.val_plcc, self.val_mse = SpearmanCorrCoef(), PearsonCorrCoef(), MeanSquaredError()
-        self.metric_prefix = "test"
-        self._test_outputs: list[dict[str, Any]] = []
-        self.test_results: dict[str, Any] | None = None
-        self.test_predictions: list[dict[str, Any]] = []
 
     def forward(self, img: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted MOS on the task's scale."""
@@ -71,25 +76,11 @@ class IQARegressor(L.LightningModule):
         return pred, (batch["mos"] - self.lo) / (self.hi - self.lo)
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        name = self.hparams["loss"]
-        if name == "mse":
-            return F.mse_loss(pred, target)
-        if name == "l1":
-            return F.l1_loss(pred, target)
-        if name == "plcc":
-            return plcc_loss(pred, target)
-        return F.mse_loss(pred, target) + plcc_loss(pred, target)
+        return regression_loss(self.hparams["loss"], pred, target)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        branches = getattr(self.net.net, "branch_scores", None)
-        if branches is not None and not self.info.reference:
-            # multi-branch models (JOINT) train every branch on the label; the fixed combination predicts
-            target = (batch["mos"] - self.lo) / (self.hi - self.lo)
-            scores = branches(batch["img"])
-            loss = sum(self._loss(scores[:, i], target) for i in range(scores.shape[1]))
-        else:
-            pred, target = self._normalised(batch)
-            loss = self._loss(pred, target)
+        target = (batch["mos"] - self.lo) / (self.hi - self.lo)
+        loss = self.net.training_loss(batch["img"], batch.get("ref"), target, self._loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
         return loss
 
@@ -102,31 +93,28 @@ class IQARegressor(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         for name, metric in (("srcc", self.val_srcc), ("plcc", self.val_plcc), ("mse", self.val_mse)):
             value = metric.compute()
-            self.log(f"val/{name}", torch.nan_to_num(value, nan=0.0), prog_bar=name == "srcc")
+            task = self.hparams["task"]
+            self.log(f"val/{task}/{name}", torch.nan_to_num(value, nan=0.0), prog_bar=name == "srcc")
             metric.reset()
 
-    def on_test_epoch_start(self) -> None:
-        self._test_outputs = []
-
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        pred = self(batch["img"], batch.get("ref")).detach().float().cpu()
-        self._test_outputs.append(
-            {"pred": pred, "mos": batch["mos"].cpu(), "id": list(batch["id"]), "edit_type": list(batch["edit_type"])}
+        pred = self(batch["img"], batch.get("ref")).detach().float().cpu().tolist()
+        completion = batch.get("completion")
+        self.add_rows(
+            [
+                {
+                    "id": sample_id,
+                    "task": self.hparams["task"],
+                    "edit_type": edit_type,
+                    "mos": float(mos),
+                    "pred": float(value),
+                    **({} if completion is None else {"completion": int(completion[i])}),
+                }
+                for i, (sample_id, edit_type, mos, value) in enumerate(
+                    zip(batch["id"], batch["edit_type"], batch["mos"].tolist(), pred, strict=True)
+                )
+            ]
         )
-
-    def on_test_epoch_end(self) -> None:
-        rows = [
-            {"id": i, "edit_type": t, "mos": float(m), "pred": float(p)}
-            for o in self._test_outputs
-            for i, t, m, p in zip(o["id"], o["edit_type"], o["mos"].tolist(), o["pred"].tolist(), strict=True)
-        ]
-        self.test_predictions = gather_rows(rows, key=("id",))  # every process's shard, when distributed
-        preds = torch.tensor([r["pred"] for r in self.test_predictions])
-        mos = torch.tensor([r["mos"] for r in self.test_predictions])
-        self.test_results = correlations_by_edit_type(preds, mos, [r["edit_type"] for r in self.test_predictions])
-        for key in ("srcc", "plcc"):
-            value = self.test_results["all"][key]
-            self.log(f"{self.metric_prefix}/{key}", float("nan") if value is None else value)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(

@@ -17,30 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from epaiqa.distributed import gather_rows
 from epaiqa.errors import ConfigError
-from epaiqa.eval.metrics import correlations_by_edit_type
 from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings, merge_lora_weights
 from epaiqa.lmm.backbones import backbone_settings, build_backbone
 from epaiqa.lmm.explain import overall_prefix, parse_completion
 from epaiqa.lmm.generation import generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
-from epaiqa.lmm.instructions import (
-    ANSWER_TEMPLATES,
-    answer_text,
-    completion_level,
-    encode_supervised,
-    explain_instruction,
-    grounding_instruction,
-    harmony_instruction,
-    has_explain_cot,
-    naturalness_instruction,
-)
+from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
 from epaiqa.lmm.scoring import score
+from epaiqa.models.task import BaseTask, TaskResult, correlation_result
 
 #: Checkpoint key of the stages the weights went through, oldest first.
 LINEAGE_KEY = "epaiqa_stages"
@@ -50,8 +38,11 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-class EPAIQAStage(L.LightningModule):
+class EPAIQAStage(BaseTask):
     """What every stage shares: the backbone, LoRA / gradient checkpointing, ``init_from`` and its lineage.
+
+    Batches come from :class:`~epaiqa.lmm.data.LMMDataModule`: instructions already built (conversations and
+    PIL images); the stage tokenises them with its backbone's processor.
 
     ``backbone`` is the ``model.backbone`` config (``id``: ``tiny`` / ``random-0.5b`` / a hub id; ``path``;
     ``dtype``; see :func:`~epaiqa.lmm.backbones.build_backbone`). ``exclude_stages`` lists stages that
@@ -67,8 +58,6 @@ class EPAIQAStage(L.LightningModule):
         backbone: str | Mapping[str, Any] = "tiny",
         lr: float = 1e-4,
         weight_decay: float = 0.0,
-        with_cot: bool = False,
-        reference: bool = False,
         init_from: str | None = None,
         exclude_stages: list[str] | None = None,
         max_new_tokens: int = 40,
@@ -82,7 +71,6 @@ class EPAIQAStage(L.LightningModule):
         lora_settings(lora)
         self.model, self.processor = build_backbone(backbone)
         self.model.train()  # from_pretrained leaves eval mode; Lightning switches modes per loop from here
-        self.lineage: list[str] = []
         if init_from is not None:
             self.load_stage(init_from)
         if gradient_checkpointing:
@@ -91,11 +79,6 @@ class EPAIQAStage(L.LightningModule):
         for name, param in self.model.named_parameters():
             if any(part in name for part in freeze or []):
                 param.requires_grad = False
-        self.test_results_by_task: dict[str, dict[str, Any]] = {}
-        self.test_predictions: list[dict[str, Any]] = []
-        self.test_generations: list[dict[str, Any]] = []
-        self._outputs: list[dict[str, Any]] = []
-        self.metric_prefix = "test"
 
     def load_stage(self, checkpoint: str) -> None:
         """Take the weights (only) of a previous stage's checkpoint; LoRA-trained weights are merged in."""
@@ -140,9 +123,11 @@ class EPAIQAStage(L.LightningModule):
         self.lineage = lineage
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[LINEAGE_KEY] = [*self.lineage, self.STAGE]
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[LINEAGE_KEY] = self.trained_lineage()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # resuming this stage
+        super().on_load_checkpoint(checkpoint)
         self.lineage = list(checkpoint.get(LINEAGE_KEY, [self.STAGE]))[:-1]
 
     def on_fit_start(self) -> None:
@@ -165,7 +150,7 @@ class EPAIQAStage(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        convs, images = self._instructions(batch)
+        convs, images = batch["conversations"], batch["images"]
         inputs = encode_supervised(self.processor, convs, images).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
@@ -173,42 +158,14 @@ class EPAIQAStage(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(convs), sync_dist=True)
         return loss
 
-    def on_test_epoch_start(self) -> None:
-        self._outputs = []
-
-    def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        raise NotImplementedError
-
-    def _log_metrics(self, task: str, metrics: Mapping[str, Any]) -> None:
-        for key, value in metrics.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                self.log(f"{self.metric_prefix}/{task}_{key}", float(value), rank_zero_only=True)
-            elif value is None:
-                self.log(f"{self.metric_prefix}/{task}_{key}", float("nan"), rank_zero_only=True)
-
 
 class EPAIQAScoring(EPAIQAStage):
     """Stage 2: level training on harmony / naturalness pairs, Q-Align scoring at test time."""
 
     STAGE = "scoring"
 
-    def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        convs, images = [], []
-        for sample, task in zip(batch["samples"], batch["tasks"], strict=True):
-            if task == "harmony":
-                ins = harmony_instruction(sample, batch["root"], self.hparams["with_cot"], self.hparams["reference"])
-            else:
-                if self.hparams["reference"]:
-                    rank_zero_warn(
-                        "reference mode leaves naturalness instructions as they are (the crop is the region)"
-                    )
-                ins = naturalness_instruction(sample, batch["root"], self.hparams["with_cot"])
-            convs.append(ins.conversation)
-            images.append(ins.images)
-        return convs, images
-
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        convs, images = self._instructions(batch)
+        convs, images = batch["conversations"], batch["images"]
         by_task: dict[str, list[int]] = defaultdict(list)
         for i, task in enumerate(batch["tasks"]):
             by_task[task].append(i)
@@ -216,27 +173,13 @@ class EPAIQAScoring(EPAIQAStage):
             scores = score(
                 self.model, self.processor, [convs[i] for i in rows], [images[i] for i in rows], ANSWER_TEMPLATES[task]
             )
-            for i, value in zip(rows, scores.tolist(), strict=True):
-                sample = batch["samples"][i]
-                self._outputs.append(
-                    {
-                        "id": sample.id,
-                        "task": task,
-                        "edit_type": sample.edit_type,
-                        "mos": sample.score(task),
-                        "pred": value,
-                    }
-                )
-
-    def on_test_epoch_end(self) -> None:
-        self.test_predictions = gather_rows(self._outputs)
-        self.test_results_by_task = {}
-        for task in sorted({o["task"] for o in self.test_predictions}):
-            rows = [o for o in self.test_predictions if o["task"] == task]
-            preds = torch.tensor([o["pred"] for o in rows])
-            mos = torch.tensor([o["mos"] for o in rows])
-            self.test_results_by_task[task] = correlations_by_edit_type(preds, mos, [o["edit_type"] for o in rows])
-            self._log_metrics(task, {k: self.test_results_by_task[task]["all"][k] for k in ("srcc", "plcc")})
+            samples = [batch["samples"][i] for i in rows]
+            self.add_rows(
+                [
+                    {"id": s.id, "task": task, "edit_type": s.edit_type, "mos": s.score(task), "pred": value}
+                    for s, value in zip(samples, scores.tolist(), strict=True)
+                ]
+            )
 
 
 class EPAIQAGrounding(EPAIQAStage):
@@ -257,38 +200,35 @@ class EPAIQAGrounding(EPAIQAStage):
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ConfigError("stage 1 trains nothing: unfreeze the LLM or the vision tower")
 
-    def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        pairs = [grounding_instruction(sample, batch["root"]) for sample in batch["samples"]]
-        return [p.conversation for p in pairs], [p.images for p in pairs]
-
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        convs, images = self._instructions(batch)
+        convs, images = batch["conversations"], batch["images"]
         texts = generate_answers(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
         for sample, text in zip(batch["samples"], texts, strict=True):
             box = parse_bbox(text)
-            self._outputs.append(
-                {
-                    "id": sample.id,
-                    "task": "grounding",
-                    "edit_type": sample.edit_type,
-                    "answer": text,
-                    "iou": None if box is None else iou(box, sample.bbox),
-                    "centre_error": None if box is None else centre_error(box, sample.bbox),
-                }
+            self.add_rows(
+                [
+                    {
+                        "id": sample.id,
+                        "task": "grounding",
+                        "edit_type": sample.edit_type,
+                        "answer": text,
+                        "iou": None if box is None else iou(box, sample.bbox),
+                        "centre_error": None if box is None else centre_error(box, sample.bbox),
+                    }
+                ]
             )
 
-    def on_test_epoch_end(self) -> None:
-        self.test_predictions = gather_rows(self._outputs)
-        parsed = [o for o in self.test_predictions if o["iou"] is not None]
-        n = len(self.test_predictions)
+    def summarise(self, task: str, rows: list[dict[str, Any]]) -> TaskResult:
+        """IoU and centre error of the parsed boxes, and the parse-failure rate."""
+        parsed = [o for o in rows if o["iou"] is not None]
+        n = len(rows)
         metrics: dict[str, Any] = {
             "n": n,
             "iou": _mean([o["iou"] for o in parsed]),
             "centre_error": _mean([o["centre_error"] for o in parsed]),
             "parse_failure_rate": (n - len(parsed)) / n if n else None,
         }
-        self.test_results_by_task = {"grounding": metrics}
-        self._log_metrics("grounding", {k: v for k, v in metrics.items() if k != "n"})
+        return TaskResult(metrics, rows)
 
 
 class EPAIQAExplain(EPAIQAStage):
@@ -303,50 +243,32 @@ class EPAIQAExplain(EPAIQAStage):
 
     STAGE = "explain"
 
-    def _instructions(self, batch: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        # a test sample without CoT keeps a levels-only reference answer (training samples all have it)
-        pairs = [
-            explain_instruction(
-                s,
-                batch["root"],
-                self.hparams["with_cot"] and (self.training or has_explain_cot(s)),
-                self.hparams["reference"],
-            )
-            for s in batch["samples"]
-        ]
-        return [p.conversation for p in pairs], [p.images for p in pairs]
-
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        convs, images = self._instructions(batch)
+        convs, images = batch["conversations"], batch["images"]
         texts = generate_answers(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
         prefixes, wrote = zip(*(overall_prefix(t) for t in texts), strict=True)
         scores = score(self.model, self.processor, convs, images, ANSWER_TEMPLATES["overall"], answer_prefixes=prefixes)
         for sample, conv, text, own, value in zip(batch["samples"], convs, texts, wrote, scores.tolist(), strict=True):
-            self._outputs.append(
-                {
-                    "id": sample.id,
-                    "task": "overall",
-                    "edit_type": sample.edit_type,
-                    "completion": completion_level(sample),
-                    "completion_pred": parse_completion(text),
-                    "mos": sample.score("overall"),
-                    "pred": value,
-                    "wrote_level_sentence": own,
-                    "prompt": sample.prompt,
-                    "explanation": text,
-                    "reference_answer": answer_text(conv),
-                }
+            self.add_rows(
+                [
+                    {
+                        "id": sample.id,
+                        "task": "overall",
+                        "edit_type": sample.edit_type,
+                        "completion": completion_level(sample),
+                        "completion_pred": parse_completion(text),
+                        "mos": sample.score("overall"),
+                        "pred": value,
+                        "wrote_level_sentence": own,
+                        "prompt": sample.prompt,
+                        "explanation": text,
+                        "reference_answer": answer_text(conv),
+                    }
+                ]
             )
 
-    def on_test_epoch_end(self) -> None:
-        rows = gather_rows(self._outputs)
-        text_keys = ("prompt", "explanation", "reference_answer")
-        self.test_generations = rows
-        self.test_predictions = [{k: v for k, v in r.items() if k not in text_keys} for r in rows]
-        followed = [r for r in rows if r["completion"] == 3]
-        preds = torch.tensor([r["pred"] for r in followed])
-        mos = torch.tensor([r["mos"] for r in followed])
-        overall = correlations_by_edit_type(preds, mos, [r["edit_type"] for r in followed])
+    def summarise_rows(self, rows: list[dict[str, Any]]) -> dict[str, TaskResult]:
+        """The overall task (all samples; the completion-3 subset apart, §5.1) and prompt-completion accuracy."""
         n = len(rows)
         completion = {
             "n": n,
@@ -354,6 +276,4 @@ class EPAIQAExplain(EPAIQAStage):
             "parse_failure_rate": _mean([float(r["completion_pred"] is None) for r in rows]),
             "level_sentence_rate": _mean([float(r["wrote_level_sentence"]) for r in rows]),
         }
-        self.test_results_by_task = {"overall": overall, "completion": completion}
-        self._log_metrics("overall", {k: overall["all"][k] for k in ("srcc", "plcc")})
-        self._log_metrics("completion", {k: v for k, v in completion.items() if k != "n"})
+        return {"overall": correlation_result(rows), "completion": TaskResult(completion)}

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from epaiqa.data.prepare import prepare
 from epaiqa.data.ratings import COLUMNS
 from epaiqa.data.schema import EDIT_TYPES, PAISample
 from epaiqa.errors import DataError
-from epaiqa.io import atomic_write, atomic_write_text
+from epaiqa.io import atomic_write, atomic_write_text, make_temp_dir, sweep_stale_temps
 
 #: Bump when the generator's output changes, so cached demo sets are rebuilt.
 DEMO_VERSION = 1
@@ -190,7 +189,7 @@ def generate_demo_set(
     writer.writeheader()
     writer.writerows(rating_rows)
     atomic_write_text(out / "ratings.csv", buffer.getvalue())
-    prepare(out, seed=seed, check_images=False)
+    prepare(out, seed=seed, check_images=False, backup=False)
 
     cleaned = load_manifest(out, check_images=False)
     write_manifest(out, [replace(s, cot=explain(params_by_id[s.id], s.mos)) for s in cleaned])
@@ -209,12 +208,17 @@ def demo_root(cache_dir: str | Path, n: int, seed: int, size: int) -> Path:
 
 
 def ensure_demo_set(cache_dir: str | Path, n: int = 3000, seed: int = 0, size: int = 192) -> Path:
-    """The cached demo set, generated on first use (into a temporary folder, then renamed into place)."""
+    """The cached demo set, generated on first use (into a temporary folder, then renamed into place).
+
+    Builders running at once each build their own copy; the first rename wins and the others discard theirs.
+    A build first sweeps the temporary folders that killed builds left in the cache (:func:`sweep_stale_temps`).
+    """
     root = demo_root(cache_dir, n, seed, size)
     if (root / "splits.json").is_file():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    sweep_stale_temps(root.parent)
+    tmp = make_temp_dir(root)
     try:
         generate_demo_set(tmp, n=n, seed=seed, size=size)
         try:

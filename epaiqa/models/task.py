@@ -1,0 +1,142 @@
+"""The one task contract every model of the zoo follows (baselines, EPAIQA stages).
+
+A :class:`BaseTask` collects per-sample test rows (``id``, ``task``, ``edit_type``, ``mos``, ``pred``, …) in its
+``test_step``, gathers them across processes at the end of the test epoch, turns them into metrics per task,
+logs them as ``<split>/<task>/<metric>`` and hands :func:`epaiqa.train.train` one :class:`TaskResult` per
+task through :meth:`BaseTask.task_results`. ``split`` is ``test`` normally; ``untrained`` and ``train`` when
+:meth:`BaseTask.evaluating` says what is scored. The untrained metrics travel inside checkpoints, so a resumed
+run reports them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+
+from epaiqa.distributed import gather_rows
+from epaiqa.eval.metrics import correlations_by_edit_type
+from epaiqa.eval.results import COMPLETION3, Metrics, is_table
+
+#: checkpoint key of the untrained metrics (per task), carried over when a run resumes
+UNTRAINED_KEY = "epaiqa_untrained"
+#: row keys that hold text (explanations): kept out of predictions.csv, written to explanations.jsonl
+TEXT_KEYS = ("prompt", "explanation", "reference_answer", "answer")
+
+
+@dataclass
+class TaskResult:
+    """One task's outcome of a test epoch: metrics, the completion-3 subset (overall task), per-sample rows."""
+
+    metrics: Metrics
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    subsets: dict[str, Metrics] = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> list[dict[str, Any]]:
+        """The rows without their texts."""
+        return [{k: v for k, v in r.items() if k not in TEXT_KEYS} for r in self.rows]
+
+    @property
+    def generations(self) -> list[dict[str, Any]]:
+        """The rows that carry generated text (stage 3), else empty."""
+        return [r for r in self.rows if "explanation" in r]
+
+
+def correlation_result(rows: list[dict[str, Any]]) -> TaskResult:
+    """SRCC/PLCC/KRCC/RMSE of ``pred`` against ``mos`` per edit type.
+
+    For rows with a prompt completion (the overall task) the completion-3 subset too, apart from the all-sample
+    score.
+    """
+
+    def table(part: list[dict[str, Any]]) -> Metrics:
+        preds = torch.tensor([float(r["pred"]) for r in part], dtype=torch.float64)
+        mos = torch.tensor([float(r["mos"]) for r in part], dtype=torch.float64)
+        return correlations_by_edit_type(preds, mos, [r["edit_type"] for r in part])
+
+    result = TaskResult(table(rows), rows)
+    if rows and all(r.get("completion") is not None for r in rows):
+        result.subsets[COMPLETION3] = table([r for r in rows if r["completion"] == 3])
+    return result
+
+
+class BaseTask(L.LightningModule):
+    """What every model of the zoo shares: test rows → per-task results, metric names, untrained metrics.
+
+    Subclasses append rows with :meth:`add_rows` in ``test_step`` and may override :meth:`summarise` for tasks
+    whose metrics are not correlations (grounding, completion).
+    """
+
+    #: the stage of training this module does (its lineage entry); baselines have none
+    STAGE: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.split = "test"
+        self.lineage: list[str] = []
+        self.untrained: dict[str, dict[str, Any]] | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._results: dict[str, TaskResult] = {}
+
+    @contextmanager
+    def evaluating(self, split: str) -> Iterator[None]:
+        """Log the next test epoch's metrics as ``<split>/<task>/<metric>`` (``untrained``, ``train``)."""
+        previous, self.split = self.split, split
+        try:
+            yield
+        finally:
+            self.split = previous
+
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Per-sample outcomes of a test batch (each with at least ``id`` and ``task``)."""
+        self._rows.extend(rows)
+
+    def on_test_epoch_start(self) -> None:
+        self._rows = []
+
+    def on_test_epoch_end(self) -> None:
+        self._results = self.summarise_rows(gather_rows(self._rows, key=("task", "id")))
+        for task, result in self._results.items():
+            self._log_metrics(task, result.metrics)
+            for name, metrics in result.subsets.items():
+                self._log_metrics(f"{task}_{name}", metrics)
+
+    def summarise_rows(self, rows: list[dict[str, Any]]) -> dict[str, TaskResult]:
+        """Results per task of all rows of a test epoch (every process's): :meth:`summarise` per task."""
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_task.setdefault(row["task"], []).append(row)
+        return {task: self.summarise(task, part) for task, part in sorted(by_task.items())}
+
+    def summarise(self, task: str, rows: list[dict[str, Any]]) -> TaskResult:
+        """Metrics of one task's rows; correlations of ``pred`` with ``mos`` unless overridden."""
+        return correlation_result(rows)
+
+    def _log_metrics(self, task: str, metrics: Metrics) -> None:
+        flat = metrics["all"] if is_table(metrics) else metrics
+        for key, value in flat.items():
+            if key == "n" or isinstance(value, bool) or not isinstance(value, int | float | None):
+                continue
+            value = float("nan") if value is None else float(value)
+            self.log(f"{self.split}/{task}/{key}", value, rank_zero_only=True)
+
+    def task_results(self) -> dict[str, TaskResult]:
+        """The results of the last test epoch, per task."""
+        return dict(self._results)
+
+    def trained_lineage(self) -> list[str]:
+        """The stages this module's weights have been through once it has trained."""
+        return [*self.lineage, self.STAGE] if self.STAGE else list(self.lineage)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.untrained is not None:
+            checkpoint[UNTRAINED_KEY] = self.untrained
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if UNTRAINED_KEY in checkpoint:
+            self.untrained = checkpoint[UNTRAINED_KEY]

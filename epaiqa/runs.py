@@ -1,0 +1,181 @@
+"""What makes a run a trustworthy record: its own folder, exact resume, its setting, commit and name.
+
+- :func:`register_resolvers` adds the Hydra resolvers of ``conf/hydra/default.yaml``: ``run_id`` (unique per
+  process: two runs started in the same second never share a folder) and ``run_dir`` (a resumed run writes
+  into the folder of the checkpoint it resumes).
+- :class:`DeterministicEpochs` reseeds every random generator at the start of each training epoch from (seed,
+  epoch), so a run resumed from ``last.ckpt`` repeats exactly what the uninterrupted run did (the sampler's
+  order comes from :class:`~epaiqa.data.base.EpochSampler`).
+- :func:`run_setting` is what defines the setting apart from the seed; :func:`record_model_name` names the row
+  by the chain that made the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
+from omegaconf import DictConfig, OmegaConf
+
+from epaiqa.errors import ConfigError
+from epaiqa.eval.results import Setting
+
+#: config keys that do not change what a run computes (or are the seed): left out of the setting
+NOT_SETTING = (
+    "seed",
+    "ckpt_path",
+    "paths",
+    "logger",
+    "callbacks",
+    "hydra",
+    "eval_untrained",
+    "eval_train",
+    "task_name",
+)
+#: override prefixes left out of the recorded overrides (they do not define the setting)
+NOT_SETTING_OVERRIDES = ("seed=", "ckpt_path=", "paths.", "hydra.", "logger=", "logger.", "+logger")
+#: backbones that ship with the package (offline): the demo profile's caps suit them
+DEMO_BACKBONES = ("tiny", "mini", "random-0.5b", "random-7b")
+
+
+@cache
+def run_id() -> str:
+    """The run id of this process: its pid and 4 random hex digits (unique across simultaneous runs and hosts)."""
+    return f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def run_dir(ckpt_path: Any, default: str) -> str:
+    """The output folder of a run: the resumed run's own folder when ``ckpt_path`` is ``<run>/checkpoints/*.ckpt``."""
+    if ckpt_path:
+        path = Path(str(ckpt_path)).expanduser()
+        if path.parent.name == "checkpoints" and (path.parent.parent / "config.yaml").is_file():
+            return str(path.parent.parent)
+    return default
+
+
+PROFILES = ("demo", "paper")
+
+
+def by_profile(demo: Any, paper: Any, *, _root_: DictConfig) -> Any:
+    """``${profile:DEMO,PAPER}``: the value of the run's profile (``run_profile``, set by ``conf/profile/``)."""
+    name = _root_.get("run_profile", "demo")
+    if name not in PROFILES:
+        raise ConfigError(f"run_profile must be one of {', '.join(PROFILES)}, got {name!r}")
+    value = paper if name == "paper" else demo
+    return OmegaConf.create(value) if isinstance(value, dict | list) else value  # storable by OmegaConf.resolve
+
+
+def register_resolvers() -> None:
+    """Register ``${run_id:}``, ``${run_dir:CKPT,DEFAULT}`` and ``${profile:DEMO,PAPER}`` (idempotent)."""
+    for name, fn in (("run_id", run_id), ("run_dir", run_dir), ("profile", by_profile)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+class DeterministicEpochs(L.Callback):
+    """Reseed Python, NumPy and torch at the start of every training epoch from (seed, epoch).
+
+    Dropout and any other draw during an epoch then depend only on the seed and the epoch, not on what ran
+    before (an untrained test, a validation loop, a process restart), which makes resuming exact.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        L.seed_everything((self.seed * 1_000_003 + trainer.current_epoch) % 2**32, workers=True, verbose=False)
+
+
+def _setting_config(cfg: DictConfig) -> dict[str, Any]:
+    data = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(data, dict)
+    return {k: v for k, v in data.items() if k not in NOT_SETTING}
+
+
+def task_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job (empty outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def run_setting(cfg: DictConfig) -> Setting:
+    """The setting of a run: a hash of its composed config without the seed, paths and loggers, and its overrides."""
+    text = OmegaConf.to_yaml(OmegaConf.create(_setting_config(cfg)), sort_keys=True)
+    overrides = [o for o in task_overrides() if not o.lstrip("+~").startswith(NOT_SETTING_OVERRIDES)]
+    return Setting(key=hashlib.sha256(text.encode()).hexdigest()[:12], overrides=sorted(overrides))
+
+
+@cache
+def git_commit() -> str | None:
+    """The commit of the package's checkout (``+dirty`` with uncommitted changes), or None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit or None
+
+
+#: model-name suffixes of the ablations that leave stage 1 out on purpose
+ABLATION_SUFFIXES = ("_wo_stage1", "_reference")
+
+
+def record_model_name(name: str, stage: str | None, lineage: list[str]) -> str:
+    """The row name: a stage-2/3 EPAIQA model whose weights never went through stage 1 is ``…_wo_stage1``.
+
+    A backbone scored as loaded (no lineage) keeps its name (``zeroshot_<backbone>``).
+    """
+    if (
+        stage in ("scoring", "explain")
+        and lineage
+        and "grounding" not in lineage
+        and not name.endswith(ABLATION_SUFFIXES)
+    ):
+        return f"{name}_wo_stage1"
+    return name
+
+
+def check_profile(cfg: DictConfig) -> None:
+    """Refuse to run a real backbone or pretrained baseline under the demo profile's caps unless asked for.
+
+    ``profile=demo`` (the default) caps training batches and test samples for 2 CPU cores; a user who picks a
+    real model must say ``profile=paper`` (no caps) or ``profile=demo`` (keep them) explicitly.
+    """
+    if cfg.get("run_profile", "demo") != "demo" or any(o.startswith("profile=") for o in task_overrides()):
+        return
+    backbone = OmegaConf.select(cfg, "model.backbone.id", default=None)
+    real = backbone is not None and backbone not in DEMO_BACKBONES
+    real = real or OmegaConf.select(cfg, "model.backbone.path", default=None) is not None
+    if OmegaConf.select(cfg, "model.pretrained", default=False) is True:
+        real = True
+    if not real:
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    message = (
+        f"model {backbone or OmegaConf.select(cfg, 'model.baseline')} is a real model but the demo profile's CPU "
+        "caps are on (trainer.limit_train_batches, data.limit_test, small inputs): pass profile=paper for the "
+        "paper's budgets, or profile=demo to keep the caps"
+    )
+    if HydraConfig.initialized():
+        raise ConfigError(message)
+    rank_zero_warn(message)
