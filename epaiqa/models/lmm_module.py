@@ -5,7 +5,7 @@ own run, chained by ``init_from`` (weights of the previous stage's checkpoint; c
 their weights went through). Stage 1 tests by generating the box and parsing it (IoU, centre error, parse
 failures); stage 2 scores every test sample in one forward pass — softmax over the five level tokens' logits
 at the answer position, weighted 1..5 — and reports SRCC/PLCC per task and edit type (``train=false`` gives
-the zero-shot q-align rows); stage 3 generates explanations, reads the overall level after them the same
+the zero-shot rows, zeroshot_<backbone>); stage 3 generates explanations, reads the overall level after them the same
 way, and reports completion accuracy.
 """
 
@@ -234,11 +234,11 @@ class EPAIQAGrounding(EPAIQAStage):
 class EPAIQAExplain(EPAIQAStage):
     """Stage 3: source, edited image and prompt → explanation ending in the overall level (appendix E.3).
 
-    Trained on the CoT answers when ``with_cot`` (true in ``conf/model/epaiqa_explain.yaml``; false: the levels
-    only, the w/o-CoT ablation). The test generates each explanation, parses its prompt-completion verdict
+    Trained on the CoT answers when ``data.with_cot`` (true in ``conf/experiment/stage3_explain.yaml``; false: the
+    levels only, the w/o-CoT ablation). The test generates each explanation, parses its prompt-completion verdict
     (completion accuracy over the overall subset's test split) and reads the overall level's probabilities after
-    the explanation (Q-Align), scored against the overall MOS on the samples whose prompt completion is 3 (§5.1).
-    Explanations go to ``explanations.jsonl``.
+    the explanation (Q-Align), scored against the overall MOS on every test sample and, apart, on those whose
+    prompt completion is 3 (§5.1, Table 3). Explanations go to ``explanations.jsonl``.
     """
 
     STAGE = "explain"
