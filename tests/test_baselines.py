@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import make_cfg
+from torch import nn
 
 from epaiqa.baselines import baseline_info, create_baseline, list_baselines
 from epaiqa.baselines.joint import ambrosio_tortorelli_smooth, shuffle_patches
@@ -35,6 +36,26 @@ SMALL = {
         "swin_depths": [1, 1, 1, 1],
         "resnet_depth": 18,
     },
+    "wadiqam_nr": {"train_patch_num": 16},
+    "wadiqam_fr": {"train_patch_num": 16},
+}
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def norm_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every normalisation layer of a model by name (BatchNorm*, GroupNorm, LayerNorm)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, NORMS)}
+
+
+#: Normalisation layers a baseline keeps in eval mode while it trains, because its paper does so
+#: (build options -> name prefix of the frozen layers, and why). Built as in conf/baseline/*.yaml (from
+#: scratch), no baseline freezes any: every batch norm, group norm and layer norm trains.
+FROZEN_NORMS = {
+    # CLIP-IQA+/QualiCLIP+ learn prompts on a frozen OpenAI CLIP, which upstream keeps in eval mode
+    ("clipiqa", "freeze_clip"): "net.clip.",
+    ("qualiclip", "freeze_clip"): "net.clip.",
+    # TOPIQ trains ImageNet backbones with frozen batch norms (pyiqa's fix_bn, the authors' code); see
+    # tests/test_pretrained_backbones.py for pretrained_backbone=True
 }
 
 
@@ -48,9 +69,17 @@ def test_registry_lists_nr_and_fr_models() -> None:
 
 
 @pytest.mark.parametrize("name", list_baselines())
-def test_builds_offline_forward_backward_no_nan(name: str) -> None:
+def test_builds_offline_trains_a_step_with_every_norm_layer_in_train_mode(name: str) -> None:
+    # every baseline trains as its paper trains it: from scratch, every normalisation layer is in training
+    # mode after a step (pyiqa's CFANet, TOPIQ, puts its backbone in eval mode at the end of every forward
+    # pass, so its batch norms would normalise with near-untrained running statistics from step 2 on);
+    # none is after .eval()
     torch.manual_seed(0)
     model = create_baseline(name, **SMALL.get(name, {}))
+    norms = norm_layers(model)
+    assert bool(norms) == (name not in ("wadiqam_nr", "wadiqam_fr"))  # WaDIQaM has no normalisation layers
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     img, ref = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     out = model(img, ref)
     assert out.shape == (2,)
@@ -58,9 +87,30 @@ def test_builds_offline_forward_backward_no_nan(name: str) -> None:
     grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert torch.isfinite(out).all()
+    optimizer.step()
+    assert [n for n, m in norms.items() if not m.training] == []
     model.eval()
+    assert [n for n, m in norms.items() if m.training] == []
     with torch.no_grad():
         assert model(img, ref).shape == (2,)
+
+
+@pytest.mark.parametrize("name", ["clipiqa", "qualiclip"])
+def test_a_frozen_clip_stays_in_eval_mode(name: str) -> None:
+    model = create_baseline(name, freeze_clip=True, **TINY_CLIP)
+    assert not any(p.requires_grad for p in model.net.clip.parameters())
+    # with fixed prompts nothing trains: a forward pass in training mode must leave the CLIP's statistics alone
+    before = {k: v.clone() for k, v in model.net.clip.state_dict().items() if "running_" in k}
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 64, 64))
+    assert {k for k, v in model.net.clip.state_dict().items() if "running_" in k} == set(before)
+    assert all(torch.equal(model.net.clip.state_dict()[k], v) for k, v in before.items())
+    frozen = FROZEN_NORMS[(name, "freeze_clip")]
+    norms = norm_layers(model)
+    assert sorted(n for n, m in norms.items() if not m.training) == sorted(n for n in norms if n.startswith(frozen))
+    model.eval()
+    assert not any(m.training for m in norms.values())
 
 
 @pytest.mark.parametrize("name", list_baselines())

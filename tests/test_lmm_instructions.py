@@ -20,6 +20,7 @@ from epaiqa.lmm.instructions import (
     naturalness_instruction,
     prompt_only,
 )
+from epaiqa.lmm.loss import answer_columns, answer_loss
 
 # Appendix E, written out by hand ([image] where an image goes; typos fixed as the module's docstring says).
 E1_QUESTION = (
@@ -262,3 +263,16 @@ def test_a_template_that_moves_the_answer_is_refused(processor, root: Path) -> N
             answer_span(processor, conversation)
     finally:
         processor.chat_template = original
+
+
+def test_answer_loss_from_the_answer_columns_equals_the_full_loss(tiny, processor, root: Path) -> None:  # type: ignore[no-untyped-def]
+    pairs = [harmony_instruction(_sample(), root), explain_instruction(_sample(), root)]
+    batch = encode_supervised(processor, [p.conversation for p in pairs], [p.images for p in pairs])
+    model = tiny[0]
+    assert bool(batch["attention_mask"][:, 0].eq(0).any())  # left-padded: the answers end in the last column
+    assert bool((batch["labels"][:, -2] != -100).all())  # every row's end-of-turn sits second to last
+    with torch.no_grad():
+        full = model(**batch, use_cache=False).loss
+        fast = answer_loss(model, batch)
+    assert answer_columns(batch["labels"]) < batch["labels"].shape[1] // 2  # far fewer logits than the sequence
+    assert fast.item() == pytest.approx(full.item(), rel=1e-5)

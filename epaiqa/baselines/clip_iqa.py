@@ -28,6 +28,9 @@ Choices for training from random init and for this zoo:
   ``pretrained=False`` it is unfrozen (a random CLIP must learn); with ``pretrained=True`` it stays
   frozen only for the prompt-learning variants (``qualiclip+``/``clipiqa+``, upstream's setting),
   since the fixed-prompt variants would then have nothing to train. ``freeze_clip`` overrides this.
+  A frozen CLIP also stays in eval mode when the model is put in training mode (its ResNet's batch
+  norms keep their running statistics, as upstream's CLIP, kept out of the module tree, stays in the eval
+  mode ``load`` returns it in); a CLIP that trains follows the model's mode, batch norms included.
 - QualiCLIP (``model_type="qualiclip"``) scores with prompt features pre-computed from its
   fine-tuned CLIP and stored in its checkpoint. With random init there are none: the 14 antonym
   prompts are encoded by the (random, trainable) text encoder at every forward pass instead. With a
@@ -89,7 +92,19 @@ def random_clip(**arch: Any) -> clip_arch.CLIP:
     return clip_arch.CLIP(**config).float()
 
 
-class CLIPIQANet(CLIPIQA):
+class _FrozenCLIPStaysEval(nn.Module):
+    """Mixin: when ``clip_frozen`` is set, ``train()`` leaves the CLIP (``self.clip``) in eval mode."""
+
+    clip_frozen = False
+
+    def train(self, mode: bool = True) -> _FrozenCLIPStaysEval:
+        super().train(mode)
+        if self.clip_frozen:
+            self.clip.eval()
+        return self
+
+
+class CLIPIQANet(_FrozenCLIPStaysEval, CLIPIQA):
     """pyiqa's CLIPIQA around a given CLIP, which is registered (saved, trained) as ``clip``."""
 
     def __init__(self, clip_net: nn.Module, model_type: str = "clipiqa", pos_embedding: bool = False) -> None:
@@ -102,7 +117,7 @@ class CLIPIQANet(CLIPIQA):
         self.clip = clip_net
 
 
-class QualiCLIPNet(QualiCLIP):
+class QualiCLIPNet(_FrozenCLIPStaysEval, QualiCLIP):
     """pyiqa's QualiCLIP around a given CLIP; without fixed prompt features it encodes the prompts itself."""
 
     def __init__(
@@ -225,6 +240,8 @@ def _build(
         freeze_clip = pretrained and hasattr(net, "prompt_learner")
     for p in net.clip.parameters():
         p.requires_grad = not freeze_clip
+    net.clip_frozen = freeze_clip
+    net.train()
     return ScoreModel(net, reference=False)
 
 

@@ -23,6 +23,14 @@ From scratch (``pretrained=False``) choices:
 - ``vgg`` picks the VGG depth of the authentic branch (``vgg16`` is the paper's; ``vgg11`` roughly
   halves the cost for CPU runs — every VGG ends with 512 channels, so the bilinear head is unchanged).
 
+``pretrained_backbone=True``: the ImageNet branch is the ImageNet EfficientNet-Lite0 of a PyPI package in
+place of VGG-16: its whole convolutional trunk up to the head convolution (1280 channels, stride 32), as
+DBCNN takes VGG-16's last convolutional layer; the bilinear product is then 1280 × 128 wide and the
+classifier is sized for it (pyiqa hard-codes VGG's 512 channels, so :class:`DBCNNNet` pools for any
+width). The SCNN branch stays random (see above). Every layer trains, as in the paper's fine-tuning stage
+(its classifier-only first stage is not run). Inputs, for both branches, are normalised with Lite0's
+mean = std = 0.5.
+
 ``pretrained=True`` builds the same net (VGG-16 only) and loads a full DBCNN state dict, e.g.
 pyiqa's ``DBCNN_KonIQ10k-2de81c0a.pth`` (its ``params`` entry), with all layers trainable as in the
 paper's fine-tuning stage.
@@ -34,25 +42,47 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+import torch
+import torch.nn.functional as F
 from pyiqa.archs import dbcnn_arch
 from pyiqa.archs.dbcnn_arch import DBCNN
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from epaiqa.baselines.common import ScoreModel, load_state_dict_file
+from epaiqa.baselines.lite0 import LITE0_MEAN, LITE0_STD, Lite0Trunk
 from epaiqa.baselines.registry import register_baseline
 
 CITATION = "Zhang et al., Blind IQA Using a Deep Bilinear Convolutional Neural Network, TCSVT 2020"
+SCNN_CHANNELS = 128  # channels of pyiqa's SCNN features (the second branch of the bilinear product)
 VGGS = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}  # torchvision.models.vgg.cfgs keys
 
 
-def _build(vgg: str) -> DBCNN:
+class DBCNNNet(DBCNN):
+    """pyiqa's DBCNN whose bilinear pooling reads the channel counts of its branches (pyiqa's assumes VGG's 512)."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = self.preprocess(X)
+        x1, x2 = self.features1(X), self.features2(X)
+        n, c1, h, w = x1.shape
+        if x2.shape[-2:] != (h, w):
+            x2 = F.interpolate(x2, (h, w), mode="bilinear", align_corners=True)
+        c2 = x2.shape[1]
+        x = torch.bmm(x1.reshape(n, c1, h * w), x2.reshape(n, c2, h * w).transpose(1, 2)) / (h * w)  # bilinear
+        x = F.normalize(torch.sqrt(x.reshape(n, c1 * c2) + 1e-8))
+        return self.fc(x)
+
+
+def _build(vgg: str, pretrained_backbone: bool = False) -> DBCNN:
     if vgg not in VGGS:
         raise ValueError(f"DBCNN vgg must be one of {', '.join(VGGS)}, got {vgg!r}")
 
     def random_vgg(*args: Any, **kwargs: Any) -> SimpleNamespace:
         # DBCNN keeps only ``.features``: build those alone (the 120M-parameter classifier would only
-        # cost seconds of init), initialised as torchvision's VGG initialises its convolutions
+        # cost seconds of init), initialised as torchvision's VGG initialises its convolutions; none at all
+        # when Lite0 takes the branch's place
+        if pretrained_backbone:
+            return SimpleNamespace(features=nn.Sequential())
         features = make_layers(cfgs[VGGS[vgg]], batch_norm=False)
         for m in features.modules():
             if isinstance(m, nn.Conv2d):
@@ -69,18 +99,33 @@ def _build(vgg: str) -> DBCNN:
         mock.patch.object(dbcnn_arch, "torchvision", offline_torchvision),
         mock.patch.object(dbcnn_arch, "load_pretrained_network", skip_scnn_weights),
     ):
-        net = DBCNN(fc=True, use_bn=True, pretrained=False, pretrained_model_path=None)
+        net = DBCNNNet(fc=True, use_bn=True, pretrained=False, pretrained_model_path=None)
+    if pretrained_backbone:
+        net.features1 = Lite0Trunk()
+        net.fc = nn.Linear(Lite0Trunk.out_channels * SCNN_CHANNELS, 1)
+        nn.init.kaiming_normal_(net.fc.weight)  # as pyiqa initialises its classifier
+        nn.init.zeros_(net.fc.bias)
+        net.default_mean = torch.tensor(LITE0_MEAN).view(1, 3, 1, 1)
+        net.default_std = torch.tensor(LITE0_STD).view(1, 3, 1, 1)
     for p in net.parameters():  # pyiqa freezes both branches for its classifier-only first stage
         p.requires_grad = True
     return net
 
 
 @register_baseline(
-    "dbcnn", mode="NR", input_size=384, citation=CITATION, weights=dbcnn_arch.default_model_urls["koniq"]
+    "dbcnn",
+    mode="NR",
+    input_size=384,
+    citation=CITATION,
+    weights=dbcnn_arch.default_model_urls["koniq"],
+    pretrained_backbone="the ImageNet branch (Lite0's trunk, 1280 channels, instead of VGG-16); SCNN stays",
+    backbone_kwargs=("vgg",),
 )
-def dbcnn(pretrained: bool = False, weights_path: str | None = None, vgg: str = "vgg16") -> nn.Module:
+def dbcnn(
+    pretrained: bool = False, weights_path: str | None = None, vgg: str = "vgg16", pretrained_backbone: bool = False
+) -> nn.Module:
     """DBCNN (``vgg``: vgg16 as in the paper, vgg11 for small runs)."""
-    net = _build(vgg)
+    net = _build(vgg, pretrained_backbone)
     if pretrained and weights_path is not None:
         net.load_state_dict(load_state_dict_file(weights_path), strict=True)
     return ScoreModel(net, reference=False)

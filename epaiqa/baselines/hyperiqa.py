@@ -22,6 +22,12 @@ Choices for training from random init and for this zoo:
   divide out at 7×7), so every input is resized to 224² (bilinear, antialiased) in training and
   testing. ``num_crop`` (25, the paper's test protocol) is used only at test time and only for images
   larger than 224² on both sides: then pyiqa's uniform 224² crops are scored and averaged.
+
+``pretrained_backbone=True``: the backbone is the ImageNet EfficientNet-Lite0 of a PyPI package (timm
+``tf_efficientnet_lite0``, ``features_only``), fine-tuned with the rest as the paper fine-tunes its ImageNet
+ResNet-50, batch norms included. Its stride-4, -8, -16 and -32 stages (24, 40, 112 and 320 channels) take the
+places of the ResNet's four stages, with the channel-dependent layers rebuilt as for any other backbone.
+Inputs are normalised with Lite0's mean = std = 0.5.
 """
 
 from __future__ import annotations
@@ -34,9 +40,11 @@ from pyiqa.archs import hypernet_arch
 from pyiqa.archs.hypernet_arch import HyperNet
 from torch import nn
 
-from epaiqa.baselines.common import ScoreModel, load_state_dict_file
+from epaiqa.baselines.common import IMAGENET_MEAN, IMAGENET_STD, ScoreModel, load_state_dict_file
+from epaiqa.baselines.lite0 import LITE0_MEAN, LITE0_STD, load_lite0
 from epaiqa.baselines.offline import refuse_download, timm_without_weights
 from epaiqa.baselines.registry import register_baseline
+from epaiqa.weights import LITE0_ARCH
 
 CITATION = "Su et al., Blindly Assess Image Quality in the Wild Guided by a Self-Adaptive Hyper Network, CVPR 2020"
 INPUT = 224
@@ -44,14 +52,27 @@ RESNET50_CHANNELS = [256, 512, 1024, 2048]
 
 
 class HyperIQANet(HyperNet):
-    """pyiqa's HyperNet built without downloads, on any timm ResNet, for any input size."""
+    """pyiqa's HyperNet built without downloads, on any timm ResNet (or ImageNet Lite0), for any input size."""
 
-    def __init__(self, base_model_name: str = "resnet50", num_crop: int = 25) -> None:
+    def __init__(
+        self, base_model_name: str = "resnet50", num_crop: int = 25, pretrained_backbone: bool = False
+    ) -> None:
+        if pretrained_backbone:
+            base_model_name = LITE0_ARCH
+        mean, std = (LITE0_MEAN, LITE0_STD) if pretrained_backbone else (IMAGENET_MEAN, IMAGENET_STD)
         with (
             mock.patch.object(hypernet_arch, "timm", timm_without_weights()),
             mock.patch.object(hypernet_arch, "load_pretrained_network", refuse_download),
         ):
-            super().__init__(base_model_name=base_model_name, num_crop=num_crop, pretrained=False)
+            super().__init__(
+                base_model_name=base_model_name,
+                num_crop=num_crop,
+                pretrained=False,
+                default_mean=list(mean),
+                default_std=list(std),
+            )
+        if pretrained_backbone:
+            load_lite0(self.base_model)
         info = self.base_model.feature_info
         if info.reduction()[1:] != [4, 8, 16, 32]:
             raise ValueError(f"HyperIQA needs a ResNet-like timm backbone (strides 4..32), got {base_model_name!r}")
@@ -82,12 +103,18 @@ class HyperIQANet(HyperNet):
     input_size=INPUT,
     citation=CITATION,
     weights=hypernet_arch.default_model_urls["resnet50-koniq"],
+    pretrained_backbone="the feature backbone (ImageNet Lite0's four stages instead of the ResNet's)",
+    backbone_kwargs=("base_model_name",),
 )
 def hyperiqa(
-    pretrained: bool = False, weights_path: str | None = None, base_model_name: str = "resnet50", num_crop: int = 25
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    base_model_name: str = "resnet50",
+    num_crop: int = 25,
+    pretrained_backbone: bool = False,
 ) -> nn.Module:
     """HyperIQA on a timm ResNet (resnet50 as in the paper, resnet18 for small runs)."""
-    net = HyperIQANet(base_model_name=base_model_name, num_crop=num_crop)
+    net = HyperIQANet(base_model_name=base_model_name, num_crop=num_crop, pretrained_backbone=pretrained_backbone)
     if pretrained and weights_path is not None:
         net.load_state_dict(load_state_dict_file(weights_path), strict=True)
     return ScoreModel(net, reference=False)

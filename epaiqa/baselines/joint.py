@@ -45,6 +45,12 @@ frozen upstream either. Small CPU profiles: ``input_size`` 128 and ``patch_size`
 (``swin_embed_dim``, ``swin_depths``; heads = channels/32 per stage, window 7) and ``resnet_depth`` 18.
 The training loss is not published (upstream trains each branch on its MOS, then combines).
 
+``pretrained_backbone=True``: the rationality branch — the CNN one; the technical branch is a Swin
+transformer — is the ImageNet EfficientNet-Lite0 of a PyPI package in place of ResNet-50, with its
+1000-way ImageNet classifier kept as upstream keeps ResNet-50's ``fc`` (so ``quality_R`` still reads 1000
+logits), and its input normalised with Lite0's mean = std = 0.5. The Swin stays random. Everything trains,
+as upstream fine-tunes its ImageNet backbones.
+
 ``pretrained=True``: ``weights_path`` is either upstream's full ``JOINT_2024.pth`` state dict (an
 optional ``module.`` prefix is dropped), or torchvision's ImageNet ``swin_t`` or ``resnet50`` state
 dict (recognised by its keys, loaded into that backbone; its classifier head is dropped for Swin).
@@ -62,6 +68,7 @@ from torch import nn
 from torchvision.models.swin_transformer import SwinTransformer
 
 from epaiqa.baselines.common import IMAGENET_MEAN, IMAGENET_STD, ScoreModel, load_state_dict_file
+from epaiqa.baselines.lite0 import LITE0_MEAN, LITE0_STD, lite0_classifier
 from epaiqa.baselines.offline import existing_file, strip_prefix
 from epaiqa.baselines.registry import register_baseline
 from epaiqa.errors import ConfigError
@@ -233,20 +240,29 @@ class JOINT(nn.Module):
         smooth_iterations: int = 1,
         smooth_steps: int = 10,
         weights: tuple[float, float] = (WEIGHT_T, WEIGHT_R),
+        pretrained_backbone: bool = False,
     ) -> None:
         super().__init__()
-        if resnet_depth not in (18, 34, 50, 101):
+        if resnet_depth not in (18, 34, 50, 101) and not pretrained_backbone:
             raise ValueError(f"JOINT resnet_depth must be 18, 34, 50 or 101, got {resnet_depth}")
         self.input_size, self.patch_size = input_size, patch_size
         self.resize_size = resize_size if resize_size is not None else round(input_size * 384 / 224)
         self.smooth_iterations, self.smooth_steps = smooth_iterations, smooth_steps
         self.weight_t, self.weight_r = weights
         self.technical_feature_extraction = _swin(swin_embed_dim, swin_depths)
-        self.rationality_feature_extraction = getattr(torchvision.models, f"resnet{resnet_depth}")(weights=None)
+        if pretrained_backbone:
+            self.rationality_feature_extraction = lite0_classifier()
+            r_mean, r_std = LITE0_MEAN, LITE0_STD
+        else:
+            self.rationality_feature_extraction = getattr(torchvision.models, f"resnet{resnet_depth}")(weights=None)
+            r_mean, r_std = IMAGENET_MEAN, IMAGENET_STD
         self.quality_T = _regressor(swin_embed_dim * 2 ** (len(swin_depths) - 1))
         self.quality_R = _regressor(1000)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # the rationality branch's input normalisation (Lite0's when it is the backbone)
+        self.register_buffer("r_mean", torch.tensor(r_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("r_std", torch.tensor(r_std).view(1, 3, 1, 1), persistent=False)
 
     def technical_input(self, img: torch.Tensor) -> torch.Tensor:
         """Resize to input_size², swap patches with neighbours, resize + centre crop, normalise."""
@@ -262,7 +278,7 @@ class JOINT(nn.Module):
         """Ambrosio–Tortorelli smoothing, resize + centre crop, normalise."""
         x = ambrosio_tortorelli_smooth(img, iterations=self.smooth_iterations, steps=self.smooth_steps)
         x = _resize_centre_crop(x, self.resize_size, self.input_size)
-        return (x - self.mean) / self.std
+        return (x - self.r_mean) / self.r_std
 
     def branch_scores(self, img: torch.Tensor) -> torch.Tensor:
         """(B, 2): [technical score, rationality score]."""
@@ -310,6 +326,8 @@ def _load(net: JOINT, path: str) -> None:
     citation=CITATION,
     weights="JOINT_2024.pth (trained JOINT, linked from https://github.com/zijianchen98/AGIN README) or "
     "torchvision's ImageNet swin_t-704ceda3.pth / resnet50-11ad3fa6.pth",
+    pretrained_backbone="the rationality branch (ImageNet Lite0 with its classifier instead of ResNet-50)",
+    backbone_kwargs=("resnet_depth",),
 )
 def joint(
     pretrained: bool = False,
@@ -323,6 +341,7 @@ def joint(
     resnet_depth: int = 50,
     smooth_iterations: int = 1,
     smooth_steps: int = 10,
+    pretrained_backbone: bool = False,
 ) -> nn.Module:
     """JOINT; the defaults are the paper's (224² input, 32-px patches, swin_t + resnet50)."""
     if rationality_weights_path is not None:
@@ -338,6 +357,7 @@ def joint(
         resnet_depth=resnet_depth,
         smooth_iterations=smooth_iterations,
         smooth_steps=smooth_steps,
+        pretrained_backbone=pretrained_backbone,
     )
     if pretrained and weights_path is not None:
         _load(net, weights_path)

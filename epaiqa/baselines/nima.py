@@ -24,6 +24,11 @@ Choices for training from random init and for this zoo:
 - pyiqa resizes and centre-crops to the backbone's default size in eval mode only; here the
   datamodule sizes the input in both training and testing, so that eval-only resize is dropped (it
   would change the image scale between training and testing).
+
+``pretrained_backbone=True``: the backbone is the ImageNet EfficientNet-Lite0 of a PyPI package, its whole
+convolutional trunk up to the head convolution (1280 channels: the network without its last layer, as the
+paper takes its ImageNet CNNs; timm's ``features_only`` would stop at the 320-channel last stage), fine-tuned
+with the head as in the paper. Inputs are normalised with Lite0's mean = std = 0.5.
 """
 
 from __future__ import annotations
@@ -36,21 +41,42 @@ from pyiqa.archs.nima_arch import NIMA
 from torch import nn
 
 from epaiqa.baselines.common import ScoreModel, load_state_dict_file
+from epaiqa.baselines.lite0 import LITE0_MEAN, LITE0_STD, Lite0Trunk
 from epaiqa.baselines.offline import refuse_download, timm_without_weights
 from epaiqa.baselines.registry import register_baseline
+from epaiqa.weights import LITE0_ARCH
 
 CITATION = "Talebi and Milanfar, NIMA: Neural Image Assessment, TIP 2018"
+
+
+class _Lite0FeatureList(Lite0Trunk):
+    """Lite0's trunk answering as a timm ``features_only`` model does (a list, last = the trunk's output)."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        return [super().forward(x)]
 
 
 class NIMANet(NIMA):
     """pyiqa's NIMA built without downloads; output in [0, 1] units when it predicts a histogram."""
 
-    def __init__(self, base_model_name: str = "inception_resnet_v2", num_classes: int = 1) -> None:
+    def __init__(
+        self, base_model_name: str = "inception_resnet_v2", num_classes: int = 1, pretrained_backbone: bool = False
+    ) -> None:
         with (
             mock.patch.object(nima_arch, "timm", timm_without_weights()),
             mock.patch.object(nima_arch, "load_pretrained_network", refuse_download),
         ):
-            super().__init__(base_model_name=base_model_name, num_classes=num_classes, pretrained=False)
+            super().__init__(
+                base_model_name=LITE0_ARCH if pretrained_backbone else base_model_name,
+                num_classes=num_classes,
+                pretrained=False,
+            )
+        if pretrained_backbone:
+            self.base_model = _Lite0FeatureList()
+            linear = self.classifier[2]
+            self.classifier[2] = nn.Linear(Lite0Trunk.out_channels, linear.out_features)
+            self.default_mean = torch.tensor(LITE0_MEAN).view(1, 3, 1, 1)
+            self.default_std = torch.tensor(LITE0_STD).view(1, 3, 1, 1)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise only: the datamodule already gives the input its size."""
@@ -69,15 +95,18 @@ class NIMANet(NIMA):
     input_size=299,
     citation=CITATION,
     weights=nima_arch.default_model_urls["inception_resnet_v2-koniq"],
+    pretrained_backbone="the ImageNet CNN (Lite0's trunk up to its 1280-channel head convolution)",
+    backbone_kwargs=("base_model_name",),
 )
 def nima(
     pretrained: bool = False,
     weights_path: str | None = None,
     base_model_name: str = "inception_resnet_v2",
     num_classes: int = 1,
+    pretrained_backbone: bool = False,
 ) -> nn.Module:
     """NIMA on a timm backbone (inception_resnet_v2 as in pyiqa/the paper, resnet18 for small runs)."""
-    net = NIMANet(base_model_name=base_model_name, num_classes=num_classes)
+    net = NIMANet(base_model_name=base_model_name, num_classes=num_classes, pretrained_backbone=pretrained_backbone)
     if pretrained and weights_path is not None:
         net.load_state_dict(load_state_dict_file(weights_path), strict=True)
     return ScoreModel(net, reference=False)

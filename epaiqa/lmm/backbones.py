@@ -132,6 +132,8 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     # the learning rate the backbone's own fine-tuning uses (profile=paper trains with it)
     "finetune_lr": 1e-4,
+    # where backbones composed offline (`mini`) are saved once; null: $EPAIQA_CACHE or ~/.cache/epaiqa
+    "cache_dir": None,
 }
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -289,6 +291,11 @@ def build_backbone(backbone: str | Mapping[str, Any]) -> tuple[Any, Any]:
     ident = str(spec["id"])
     if spec["path"] is None and (ident == "tiny" or ident.startswith("random-")):
         return build_random_llava_onevision(ident.removeprefix("random-"), int(spec["seed"]), dtype=spec["dtype"])
+    if spec["path"] is None and ident == "mini":
+        from epaiqa.lmm.mini import ensure_mini
+
+        cache = spec["cache_dir"] or os.environ.get("EPAIQA_CACHE") or "~/.cache/epaiqa"
+        spec["path"] = str(ensure_mini(cache, int(spec["seed"])))
     extra = {"attn_implementation": spec["attn_implementation"]} if spec["attn_implementation"] else {}
     return load_backbone(str(spec["path"] or ident), dtype=spec["dtype"], **extra)
 
@@ -324,6 +331,8 @@ def load_backbone(
     processor's chat template becomes :data:`INTERLEAVED_CHAT_TEMPLATE` unless ``interleaved_template=False``.
     Extra keyword arguments (``attn_implementation``, ``device_map``, …) go to ``from_pretrained``.
     """
+    import epaiqa.lmm.mini  # noqa: F401  (registers the mini backbone's vision tower with the Auto classes)
+
     torch_dtype = _torch_dtype(dtype)
     local = Path(path_or_id).expanduser()
     if local.is_dir():

@@ -324,16 +324,21 @@ def encode_supervised(
 ) -> BatchFeature:
     """A padded training batch: the processor's inputs (ids, mask, pixel values, …) and ``labels``.
 
-    Labels are -100 except on each answer and its end-of-turn token (:func:`answer_span`); left or right
-    padding, whichever the tokenizer uses. Each sample's images are passed as one list, so multi-image
+    Labels are -100 except on each answer and its end-of-turn token (:func:`answer_span`). Rows are left-padded,
+    so every answer ends in the last column. Each sample's images are passed as one list, so multi-image
     samples are recognised as such.
     """
     if len(conversations) != len(images):
         raise ValueError(f"{len(conversations)} conversations but {len(images)} image lists")
     texts = [processor.apply_chat_template(c, tokenize=False) for c in conversations]
-    batch = processor(
-        text=texts, images=[list(i) for i in images], padding=True, return_tensors="pt", **processor_kwargs
-    )
+    tokenizer = tokenizer_of(processor)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # answers in the last columns (epaiqa.lmm.loss)
+    try:
+        batch = processor(
+            text=texts, images=[list(i) for i in images], padding=True, return_tensors="pt", **processor_kwargs
+        )
+    finally:
+        tokenizer.padding_side = side
     input_ids, mask = batch["input_ids"], batch["attention_mask"]
     labels = torch.full_like(input_ids, -100)
     for row, conversation in enumerate(conversations):

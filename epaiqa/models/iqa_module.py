@@ -46,6 +46,7 @@ class IQARegressor(BaseTask):
         task: str = "harmony",
         pretrained: bool = False,
         weights_path: str | None = None,
+        pretrained_backbone: bool = False,
         baseline_kwargs: dict[str, Any] | None = None,
         loss: str = "mse",
         lr: float = 3e-4,
@@ -62,7 +63,11 @@ class IQARegressor(BaseTask):
         self.save_hyperparameters()
         self.info = baseline_info(baseline)
         self.net = create_baseline(
-            baseline, pretrained=pretrained, weights_path=weights_path, **(baseline_kwargs or {})
+            baseline,
+            pretrained=pretrained,
+            weights_path=weights_path,
+            pretrained_backbone=pretrained_backbone,
+            **(baseline_kwargs or {}),
         )
         self.lo, self.hi = SCORE_RANGES[task]
         self.val_srcc, self.val_plcc, self.val_mse = SpearmanCorrCoef(), PearsonCorrCoef(), MeanSquaredError()

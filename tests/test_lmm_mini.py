@@ -1,0 +1,94 @@
+"""The ``mini`` backbone: composed offline from package-shipped weights, loaded like a real backbone."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from epaiqa.lmm.backbones import build_backbone, load_backbone
+from epaiqa.lmm.instructions import ANSWER_TEMPLATES, encode_supervised, harmony_instruction
+from epaiqa.lmm.mini import PATCH_SIZE, ensure_mini, mini_dir
+from epaiqa.lmm.scoring import level_readout
+from epaiqa.weights import lite0_state_dict
+
+#: SmolLM2's ids of the level words with their leading space (single tokens; the readout relies on it)
+LEVEL_IDS = {" bad": 3309, " poor": 3183, " fair": 3506, " good": 1123, " excellent": 5412}
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    cache = tmp_path_factory.mktemp("cache")
+    saved = ensure_mini(cache)
+    assert saved == mini_dir(cache) and (saved / "model.safetensors").is_file()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    model, processor = build_backbone({"id": "mini", "name": "mini", "cache_dir": str(cache)})
+    return model, processor, saved
+
+
+def test_mini_loads_through_load_backbone_with_its_pretrained_parts(mini: tuple) -> None:
+    model, processor, saved = mini
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    stem = model.model.vision_tower.timm_model.conv_stem.weight
+    assert torch.equal(stem, lite0_state_dict()["conv_stem.weight"])  # ImageNet Lite0, as the package ships it
+    again, _ = load_backbone(str(saved), dtype="float32")  # the same path as a real backbone's local copy
+    assert torch.equal(
+        again.model.multi_modal_projector.linear_1.weight, model.model.multi_modal_projector.linear_1.weight
+    )
+    chat = [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]}]
+    prompt = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert prompt.startswith("<|im_start|>user\n") and "You are a helpful" not in prompt  # no default system turn
+    inputs = processor.tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert "Paris" in processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])  # SmolLM2 intact
+
+
+def test_mini_level_words_are_single_tokens_and_images_49_tokens(mini: tuple, tmp_path: Path) -> None:
+    model, processor, _ = mini
+    tokenizer = processor.tokenizer
+    for word, token in LEVEL_IDS.items():
+        assert tokenizer(word, add_special_tokens=False)["input_ids"] == [token]
+    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Rate it."}]}]
+    context = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    for template in ANSWER_TEMPLATES.values():
+        readout = level_readout(processor, template, context)
+        assert list(readout.ids) == [LEVEL_IDS[w] for w in (" bad", " poor", " fair", " good", " excellent")]
+
+    Image.new("RGB", (192, 160), (200, 30, 30)).save(tmp_path / "a.png")
+    from epaiqa.data.schema import PAISample
+
+    sample = PAISample(
+        id="a", source="a.png", edited="a.png", prompt="Make it red.", bbox=(0.5, 0.5, 0.5, 0.5),
+        edit_type="style_change", editor="x", mos={"harmony": 4.2}, cot=None,
+    )  # fmt: skip
+    instruction = harmony_instruction(sample, tmp_path)
+    batch = encode_supervised(processor, [instruction.conversation], [instruction.images])
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    assert int((batch["input_ids"] == image_token).sum()) == (224 // PATCH_SIZE) ** 2 == 49
+    assert batch["pixel_values"].shape == (1, 3, 224, 224)
+    assert float(batch["pixel_values"].min()) >= -1.0 and float(batch["pixel_values"].max()) <= 1.0  # Lite0's range
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).loss)
+
+
+def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple, tmp_path: Path) -> None:
+    from helpers import make_cfg
+    from omegaconf import open_dict
+
+    from epaiqa.train import build
+
+    _, _, saved = mini
+    cfg = make_cfg(tmp_path, tmp_path, ["experiment=stage2_harmony", "model/backbone=mini"], small=False)
+    with open_dict(cfg):
+        cfg.model.backbone.cache_dir = str(saved.parent)
+    module = build(cfg.model)
+    trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in trained) and any("multi_modal_projector" in n for n in trained)
+    assert any("timm_model.blocks.6." in n for n in trained) and any("conv_head" in n for n in trained)
+    assert not any("timm_model.blocks.5." in n or "conv_stem" in n for n in trained)
+    assert not any("language_model" in n and "lora_" not in n for n in trained)  # the LLM only through LoRA
+    module.train()
+    norms = {n: m.training for n, m in module.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert norms and all(not mode for n, mode in norms.items() if ".blocks.5." in n or n.endswith("timm_model.bn1"))
+    assert any(mode for n, mode in norms.items() if ".blocks.6." in n)  # the trained stage's statistics update
