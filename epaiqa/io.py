@@ -213,3 +213,28 @@ def sweep_stale_temps(folder: str | Path, recursive: bool = False, max_age_s: fl
             elif recursive and entry.is_dir(follow_symlinks=False):
                 pending.append(Path(entry.path))
     return removed
+
+
+def ensure_folder(target: str | Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """``target``, built once: ``build(tmp)`` fills a temporary folder beside it, which is renamed into place.
+
+    ``target`` counts as built when ``target/marker`` exists. Builders running at once each build their own copy;
+    the first rename wins and the others discard theirs. The temporaries that killed builders left beside
+    ``target`` are swept first (:func:`sweep_stale_temps`); a failed build leaves none.
+    """
+    target = Path(target)
+    if (target / marker).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale_temps(target.parent)
+    tmp = make_temp_dir(target)
+    try:
+        build(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another builder finished first: keep its copy
+            if not (target / marker).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -27,7 +27,6 @@ What composes and what needed glue (facts met building it):
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from epaiqa.errors import ConfigError
-from epaiqa.io import make_temp_dir, sweep_stale_temps
+from epaiqa.io import ensure_folder
 from epaiqa.weights import (
     LITE0_ARCH,
     LITE0_FEATURES,
@@ -169,25 +167,10 @@ def compose_mini(seed: int = 0) -> tuple[LlavaForConditionalGeneration, LlavaPro
 
 def ensure_mini(cache_dir: str | Path, seed: int = 0) -> Path:
     """The saved mini LLaVA in the cache, composed and saved on first use (atomically: temp folder, rename)."""
-    target = mini_dir(cache_dir)
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(target.parent)
-    tmp = make_temp_dir(target)
-    try:
+
+    def build(folder: Path) -> None:
         model, processor = compose_mini(seed)
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first: keep its copy
-            if not (target / "config.json").is_file():
-                raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(tmp, ignore_errors=True)
-    if not (target / "config.json").is_file():
-        raise ConfigError(f"the mini backbone could not be saved to {target}")
-    return target
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    return ensure_folder(mini_dir(cache_dir), "config.json", build)

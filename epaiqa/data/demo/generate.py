@@ -14,8 +14,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from epaiqa.data.prepare import prepare
 from epaiqa.data.ratings import COLUMNS
 from epaiqa.data.schema import EDIT_TYPES, PAISample
 from epaiqa.errors import DataError
-from epaiqa.io import atomic_write, atomic_write_text, make_temp_dir, sweep_stale_temps
+from epaiqa.io import atomic_write, atomic_write_text, ensure_folder
 
 #: Bump when the generator's output changes, so cached demo sets are rebuilt.
 DEMO_VERSION = 1
@@ -214,21 +212,7 @@ def ensure_demo_set(cache_dir: str | Path, n: int = 3000, seed: int = 0, size: i
     A build first sweeps the temporary folders that killed builds left in the cache (:func:`sweep_stale_temps`).
     """
     root = demo_root(cache_dir, n, seed, size)
-    if (root / "splits.json").is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(root.parent)
-    tmp = make_temp_dir(root)
-    try:
-        generate_demo_set(tmp, n=n, seed=seed, size=size)
-        try:
-            os.replace(tmp, root)
-        except OSError:  # another process finished first
-            if not (root / "splits.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return ensure_folder(root, "splits.json", lambda tmp: generate_demo_set(tmp, n=n, seed=seed, size=size))
 
 
 #: Settings of the embedded demo set when a config gives none.
