@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from epaiqa.data.crops import bbox_to_pixels
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, DataError
 from epaiqa.lmm.backbones import build_tiny_llava_onevision
@@ -116,6 +117,17 @@ def test_harmony_pair_is_appendix_e2(root: Path) -> None:
     assert [im.size for im in images] == [(64, 40)]
     with_cot = harmony_instruction(_sample(), root, with_cot=True).conversation
     assert _question(with_cot) == E2_HARMONY.format(cot=" The red cup keeps the lighting of the scene.")
+
+
+def test_harmony_context_view_shows_the_region_with_its_margin(root: Path) -> None:
+    conversation, images = harmony_instruction(_sample(), root, view="context", margin=0.25)
+    assert _question(conversation) == E2_HARMONY.format(cot="")  # the question stays appendix E.2's
+    edited = Image.open(root / "edit.png").convert("RGB")
+    box = bbox_to_pixels(_sample().bbox, 64, 40, margin=0.25)
+    assert images[0].size == (box[2] - box[0], box[3] - box[1]) == (48, 16)  # region 32×10 grown 25% each side
+    assert np.array_equal(np.asarray(images[0]), np.asarray(edited.crop(box)))
+    with pytest.raises(ConfigError, match=r"data\.harmony_view must be one of whole, context"):
+        harmony_instruction(_sample(), root, view="region")
 
 
 def test_naturalness_pair_is_appendix_e2_on_the_region_crop(root: Path) -> None:

@@ -109,3 +109,18 @@ def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path,
     )
     (record,) = train(stage2).values()
     assert record.n == 4 and record.lineage == ["grounding", "scoring"] and record.model == "epaiqa_tiny"
+
+
+def test_lr_groups_give_named_parameters_their_own_learning_rate() -> None:
+    from epaiqa.models.lmm_module import EPAIQAScoring
+
+    stage = EPAIQAScoring(backbone="tiny", lr=1e-4, lr_groups={"multi_modal_projector": 1e-3})
+    optimiser = stage.configure_optimizers()
+    by_name = {g["name"]: g for g in optimiser.param_groups}
+    assert (by_name["multi_modal_projector"]["lr"], by_name["rest"]["lr"]) == (1e-3, 1e-4)
+    projector = {id(p) for n, p in stage.model.named_parameters() if "multi_modal_projector" in n}
+    assert projector and {id(p) for p in by_name["multi_modal_projector"]["params"]} == projector
+    trained = [p for p in stage.model.parameters() if p.requires_grad]
+    assert sum(len(g["params"]) for g in optimiser.param_groups) == len(trained)  # each trained parameter once
+    with pytest.raises(ConfigError, match=r"model.lr_groups: no trained parameter name contains \['projektor'\]"):
+        EPAIQAScoring(backbone="tiny", lr_groups={"projektor": 1e-3}).configure_optimizers()

@@ -21,6 +21,7 @@ from epaiqa.data.base import BaseDataModule, SampleKey, head, unpack_key
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
+    HARMONY_VIEWS,
     Instruction,
     explain_instruction,
     grounding_instruction,
@@ -39,10 +40,18 @@ class InstructionDataset(Dataset):
     """(sample, task) pairs as instruction items: ``sample``, ``task``, ``conversation``, ``images``."""
 
     def __init__(
-        self, root: Any, pairs: list[tuple[PAISample, str]], train: bool, with_cot: bool, reference: bool
+        self,
+        root: Any,
+        pairs: list[tuple[PAISample, str]],
+        train: bool,
+        with_cot: bool,
+        reference: bool,
+        harmony_view: str = "whole",
+        margin: float = 0.3,
     ) -> None:
         self.root, self.pairs, self.train = root, pairs, train
         self.with_cot, self.reference = with_cot, reference
+        self.harmony_view, self.margin = harmony_view, margin
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -52,7 +61,8 @@ class InstructionDataset(Dataset):
         if task == "grounding":
             return grounding_instruction(sample, self.root)
         if task == "harmony":
-            return harmony_instruction(sample, self.root, self.with_cot and self.train, self.reference)
+            cot = self.with_cot and self.train
+            return harmony_instruction(sample, self.root, cot, self.reference, self.harmony_view, self.margin)
         if task == "naturalness":
             return naturalness_instruction(sample, self.root, self.with_cot and self.train)
         # stage 3: a test sample without CoT keeps a levels-only reference answer (training samples all have it)
@@ -86,7 +96,8 @@ class LMMDataModule(BaseDataModule):
     them. Test samples without CoT are kept: their reference answer in ``explanations.jsonl`` has the levels only.
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
-    None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does.
+    None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does. ``harmony_view``: what the
+    harmony question shows, ``whole`` (appendix E.2) or ``context`` (the region with ``margin`` around it).
     """
 
     def __init__(
@@ -96,12 +107,17 @@ class LMMDataModule(BaseDataModule):
         stage: str = "scoring",
         with_cot: bool = False,
         reference: bool = False,
+        harmony_view: str = "whole",
+        margin: float = 0.3,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
         super().__init__(root=root, **kwargs)
         if stage not in STAGES:
             raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
+        if harmony_view not in HARMONY_VIEWS:
+            raise ConfigError(f"data.harmony_view must be one of {', '.join(HARMONY_VIEWS)}, got {harmony_view!r}")
+        self.harmony_view, self.margin = harmony_view, margin
         self.stage, self.with_cot, self.reference = stage, with_cot, reference
         fixed = {"grounding": ["grounding"], "explain": ["overall"]}
         self.tasks = fixed.get(stage) or list(tasks or ["harmony"])
@@ -127,7 +143,9 @@ class LMMDataModule(BaseDataModule):
         pairs["train_eval"] = head(pairs["train"], self.limit_train_eval)
         for part, items in pairs.items():
             train = part == "train"
-            self.datasets[part] = InstructionDataset(self.dataset_root, items, train, self.with_cot, self.reference)
+            self.datasets[part] = InstructionDataset(
+                self.dataset_root, items, train, self.with_cot, self.reference, self.harmony_view, self.margin
+            )
 
     def pairs(
         self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]

@@ -154,18 +154,33 @@ def level_answer(dimension: str, score: float) -> str:
     return ANSWER_TEMPLATES[dimension].format(score_to_level(score))
 
 
+#: What the harmony question shows: the paper's whole edited image, or the region with ``margin`` of context.
+HARMONY_VIEWS: tuple[str, ...] = ("whole", "context")
+
+
 def harmony_instruction(
-    sample: PAISample, root: str | Path, with_cot: bool = False, reference: bool = False
+    sample: PAISample,
+    root: str | Path,
+    with_cot: bool = False,
+    reference: bool = False,
+    view: str = "whole",
+    margin: float = 0.3,
 ) -> Instruction:
     """Stage 2 harmony: the whole edited image → "Harmony level is: [level]." (appendix E.2).
 
     ``with_cot`` puts the sample's harmony CoT where E.2 writes [CoT] (in the question: the paper gives it as
     prior knowledge, and its CoTs were written for low-harmony images, so it hints at the answer).
-    ``reference`` boxes the edited region and names the box (§5.3).
+    ``reference`` boxes the edited region and names the box (§5.3). ``view="context"`` shows the region's box
+    grown by ``margin`` of its size on each side instead of the whole image (the demo's small-image setting: at a
+    small vision tower's resolution the whole image leaves the seam a few pixels wide); the question is unchanged.
     """
+    if view not in HARMONY_VIEWS:
+        raise ConfigError(f"data.harmony_view must be one of {', '.join(HARMONY_VIEWS)}, got {view!r}")
     edited = _open(root, sample.edited)
     if reference:
         edited = draw_reference_box(edited, sample.bbox)
+    if view == "context":
+        edited = crop_region(edited, sample.bbox, margin=margin)
     after = [REFERENCE_SENTENCE] if reference else []
     if with_cot:
         after.append(sentence(_cot(sample, "harmony")))

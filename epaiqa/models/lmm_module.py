@@ -51,7 +51,9 @@ class EPAIQAStage(BaseTask):
     ``freeze`` lists parameter-name parts never trained — those outside the forward path (LLaVA-OneVision reads
     SigLIP features before its post-layernorm), so that DDP needs no search for unused parameters, and the parts a
     backbone's recipe keeps frozen (``mini``: the Lite0 tower up to its last stage; frozen batch norms then keep
-    their pretrained statistics in training too).
+    their pretrained statistics in training too). ``lr_groups`` maps parameter-name parts to their own learning
+    rate (the first part a name contains wins; the rest train at ``lr``): ``mini`` trains its new projector
+    faster and its pretrained tower stage slower than the LoRA adapters.
     """
 
     STAGE = "stage"
@@ -67,6 +69,7 @@ class EPAIQAStage(BaseTask):
         lora: Mapping[str, Any] | None = None,
         gradient_checkpointing: bool = False,
         freeze: list[str] | None = None,
+        lr_groups: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -159,9 +162,22 @@ class EPAIQAStage(BaseTask):
         """Batches hold samples, not tensors: the processor's tensors are moved when they are made."""
         return batch
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The trained parameters in optimiser groups: one per ``lr_groups`` entry that matches, then the rest."""
+        rates = dict(self.hparams["lr_groups"] or {})
+        groups: dict[str, list[torch.nn.Parameter]] = {part: [] for part in rates}
+        rest: list[torch.nn.Parameter] = []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                groups.get(next((part for part in rates if part in name), ""), rest).append(param)
+        empty = [part for part, params in groups.items() if not params]
+        if empty:
+            raise ConfigError(f"model.lr_groups: no trained parameter name contains {empty}")
+        out = [{"params": params, "lr": rates[part], "name": part} for part, params in groups.items()]
+        return out + ([{"params": rest, "lr": self.hparams["lr"], "name": "rest"}] if rest else [])
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+        return torch.optim.AdamW(self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         convs, images = batch["conversations"], batch["images"]
