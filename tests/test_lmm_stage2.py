@@ -82,13 +82,20 @@ def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path,
     cfg = make_cfg(
         demo_root,
         tmp_path / "s1",
-        ["experiment=stage1_grounding", "trainer.limit_train_batches=2", "data.limit_test=4"],
+        [
+            "experiment=stage1_grounding",
+            "trainer.limit_train_batches=2",
+            "data.limit_test=4",
+            "data.limit_train_eval=4",
+        ],
     )
     train(cfg)
     results = json.loads((tmp_path / "s1" / "results.json").read_text())
     metrics = results["test"]
     assert results["task"] == "grounding" and metrics["n"] == 4
     assert 0.0 <= metrics["parse_failure_rate"] <= 1.0
+    # the experiment scores the untrained model too: the IoU and parse failures the trained one must beat
+    assert results["untrained"]["n"] == 4 and 0.0 <= results["untrained"]["parse_failure_rate"] <= 1.0
     checkpoint = tmp_path / "s1" / "checkpoints" / "last.ckpt"
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     fresh = build_tiny_llava_onevision(seed=0)[0].state_dict()

@@ -13,7 +13,7 @@ from epaiqa.lmm.instructions import explain_answer
 from epaiqa.models.lmm_module import LINEAGE_KEY
 from epaiqa.train import train
 
-FAST = ["trainer.limit_train_batches=1", "model.max_new_tokens=8"]
+FAST = ["trainer.limit_train_batches=1", "model.max_new_tokens=8", "data.limit_train_eval=2"]
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,13 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
 
 
 def test_stages_1_2_3_chain_and_record_their_lineage(demo_root: Path, tmp_path: Path) -> None:
-    train(make_cfg(demo_root, tmp_path / "s1", ["experiment=stage1_grounding", "data.limit_test=2", *FAST]))
+    train(
+        make_cfg(
+            demo_root,
+            tmp_path / "s1",
+            ["experiment=stage1_grounding", "data.limit_test=2", "eval_untrained=false", *FAST],
+        )
+    )
     s1 = tmp_path / "s1" / "checkpoints" / "last.ckpt"
     stage2 = ["experiment=stage2_mixed", "data.limit_test=4", "eval_untrained=false", f"model.init_from={s1}"]
     train(make_cfg(demo_root, tmp_path / "s2", [*stage2, *FAST]))
