@@ -1,4 +1,4 @@
-"""``epaiqa`` command line: validate, prepare, demo-data, report."""
+"""``epaiqa`` command line: validate, prepare, demo-data, report, evaluate."""
 
 from __future__ import annotations
 
@@ -117,6 +117,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from epaiqa.eval.imported import evaluate_predictions
+    from epaiqa.eval.results import print_record, write_record
+    from epaiqa.io import atomic_write_csv
+
+    if (message := _root_error(args.root)) is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    imported = evaluate_predictions(args.root, args.task, args.predictions, args.name, args.split)
+    out = Path(args.out) if args.out else Path("outputs") / "imported" / f"{args.task}_{args.name}"
+    write_record(out, imported.record)
+    atomic_write_csv(out / "predictions.csv", imported.rows)
+    print_record(imported.record)
+    if imported.outside_split:
+        outside = f"samples outside the {args.task} {args.split} split"
+        print(f"{imported.outside_split} predictions are for {outside}: not scored")
+    print(f"wrote {out / 'results.json'}")
+    return 0
+
+
 def _int_at_least(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least ``low``."""
 
@@ -167,6 +187,14 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--wandb", action="store_true", help="log the tables to a new W&B run (offline unless WANDB_MODE)")
     rp.add_argument("--allow-failed", action="store_true", help="exit 0 even when some jobs failed")
     rp.set_defaults(func=_report)
+    ev = sub.add_parser("evaluate", help="score an external model's per-sample predictions like a run (kind: imported)")
+    ev.add_argument("--root", required=True, help="dataset root (manifest.jsonl, splits.json)")
+    ev.add_argument("--task", required=True, choices=["harmony", "naturalness", "overall"])
+    ev.add_argument("--predictions", required=True, help="CSV with id,score (or pred) columns, or JSONL objects")
+    ev.add_argument("--name", required=True, help="the model's name in the tables")
+    ev.add_argument("--split", default="test", help="the split scored (default: test)")
+    ev.add_argument("--out", help="run folder to write (default: outputs/imported/<task>_<name>)")
+    ev.set_defaults(func=_evaluate)
     return p
 
 

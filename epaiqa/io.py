@@ -8,7 +8,9 @@ work in progress of a live one. The demo-cache builder names its temporary folde
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -137,6 +139,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     """Write JSON atomically, indented, with a trailing newline."""
     return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def atomic_write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Write dict rows as CSV atomically (columns in first-seen order; a header alone when there are none)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id", "task", "edit_type", "mos", "pred"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 import traceback
@@ -21,7 +19,7 @@ from epaiqa.checkpoint import AtomicCheckpointIO
 from epaiqa.data.base import check_stage
 from epaiqa.errors import ConfigError, EPAIQAError
 from epaiqa.eval.results import FAILED, TRACEBACK, RunRecord, n_of, print_record, write_record
-from epaiqa.io import atomic_write_json, atomic_write_text, sweep_stale_temps
+from epaiqa.io import atomic_write_csv, atomic_write_json, atomic_write_text, sweep_stale_temps
 from epaiqa.models.task import BaseTask, TaskResult
 from epaiqa.runs import DeterministicEpochs, check_profile, git_commit, record_model_name, run_setting
 from epaiqa.scale import check_strategy
@@ -41,15 +39,6 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(cause, EPAIQAError):
             raise cause from None
         raise ConfigError(f"cannot build {node.get('_target_', 'a config node')}: {exc}") from None
-
-
-def _rows_csv(rows: list[dict[str, Any]]) -> str:
-    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["id", "task", "edit_type", "mos", "pred"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def train(cfg: DictConfig) -> dict[str, RunRecord]:
@@ -186,7 +175,7 @@ def write_run(
         print_record(record)
         records[task] = record
     rows = [row for result in test.values() for row in result.predictions]
-    atomic_write_text(out / "predictions.csv", _rows_csv(rows))
+    atomic_write_csv(out / "predictions.csv", rows)
     generations = [row for result in test.values() for row in result.generations]
     if generations:
         lines = (json.dumps(row, ensure_ascii=False) for row in generations)

@@ -92,3 +92,13 @@ def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple,
     norms = {n: m.training for n, m in module.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert norms and all(not mode for n, mode in norms.items() if ".blocks.5." in n or n.endswith("timm_model.bn1"))
     assert any(mode for n, mode in norms.items() if ".blocks.6." in n)  # the trained stage's statistics update
+    # the recipe's three rates: projector 1e-3, the tower's last stage 1e-4, the LoRA adapters at model.lr 5e-4
+    groups = {g["name"]: g for g in module.configure_optimizers().param_groups}
+    assert {name: g["lr"] for name, g in groups.items()} == {
+        "multi_modal_projector": 1e-3,
+        "timm_model": 1e-4,
+        "rest": 5e-4,
+    }
+    assert all(
+        "lora_" in n for n, p in module.model.named_parameters() if any(p is q for q in groups["rest"]["params"])
+    )
