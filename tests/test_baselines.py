@@ -293,7 +293,7 @@ def test_hyperiqa_scores_large_test_images_on_crops() -> None:
 
 @pytest.mark.parametrize("name", ["dbcnn", "hyperiqa", "musiq", "nima", "qualiclip", "clipiqa", "joint"])
 def test_demo_profile_config_builds_and_scores(tmp_path: Path, name: str) -> None:
-    cfg = make_cfg(tmp_path, tmp_path, [f"baseline={name}"], small=False)
+    cfg = make_cfg(tmp_path, tmp_path, ["experiment=baseline_harmony", f"baseline={name}"], small=False)
     assert cfg.baseline.name == name and cfg.baseline.pretrained is False and 4 <= cfg.trainer.max_epochs <= 6
     model = create_baseline(name, **cfg.model.baseline_kwargs)  # Hydra hands lists over as ListConfig
     model.eval()

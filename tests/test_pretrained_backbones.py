@@ -135,3 +135,16 @@ def test_trains_end_to_end_from_the_config(demo_root: Path, tmp_path: Path) -> N
     assert not [w for w in caught if "real model" in str(w.message)]
     records = train(cfg)
     assert set(records) == {cfg.data.task}
+
+
+def test_auto_takes_lite0_where_the_baseline_can_and_trains_the_rest_from_scratch() -> None:
+    from epaiqa.models.iqa_module import IQARegressor
+
+    with_lite0 = IQARegressor("stair_iqa", pretrained_backbone="auto", baseline_kwargs={"depth": 18})
+    assert with_lite0.hparams["pretrained_backbone"] == "auto"
+    stems = [p for k, p in with_lite0.net.named_parameters() if k.endswith("conv_stem.weight")]
+    assert len(stems) == 1 and torch.equal(stems[0], lite0_state_dict()["conv_stem.weight"])
+    scratch = IQARegressor("wadiqam_nr", pretrained_backbone="auto")  # no CNN backbone to take: no error
+    assert not any(k.endswith("conv_stem.weight") for k, _ in scratch.net.named_parameters())
+    with pytest.raises(ConfigError, match=r"baseline\.pretrained_backbone must be true, false or auto, got 'yes'"):
+        IQARegressor("stair_iqa", pretrained_backbone="yes")

@@ -46,7 +46,7 @@ class IQARegressor(BaseTask):
         task: str = "harmony",
         pretrained: bool = False,
         weights_path: str | None = None,
-        pretrained_backbone: bool = False,
+        pretrained_backbone: bool | str = False,
         baseline_kwargs: dict[str, Any] | None = None,
         loss: str = "mse",
         lr: float = 3e-4,
@@ -62,6 +62,10 @@ class IQARegressor(BaseTask):
             raise ConfigError(f"unknown task {task!r}")
         self.save_hyperparameters()
         self.info = baseline_info(baseline)
+        if pretrained_backbone == "auto":  # ImageNet Lite0 where the architecture takes a CNN backbone
+            pretrained_backbone = self.info.pretrained_backbone is not None
+        if not isinstance(pretrained_backbone, bool):
+            raise ConfigError(f"baseline.pretrained_backbone must be true, false or auto, got {pretrained_backbone!r}")
         self.net = create_baseline(
             baseline,
             pretrained=pretrained,
