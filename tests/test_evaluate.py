@@ -54,7 +54,7 @@ def test_jsonl_predictions_of_the_overall_task_carry_the_completion3_subset(demo
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("id,score\nnope,3\n", "1 ids are not in"),
+        ("id,score\nnope,3\n", "(1): 'nope'"),
         ("id,value\n{first},3\n", "the header needs an 'id' and a 'score' (or 'pred') column"),
         ("id,score\n{first},high\n", "p.csv:2: the score must be a finite number, got 'high'"),
         ("id,score\n{first},nan\n", "p.csv:2: the score must be a finite number"),

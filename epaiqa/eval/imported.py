@@ -125,7 +125,7 @@ def evaluate_predictions(
     by_id = {s.id: s for s in samples}
     unknown = sorted(set(scores) - set(by_id))
     if unknown:
-        raise DataError(f"{predictions}: {len(unknown)} ids are not in {root}: {_named(unknown)}")
+        raise DataError(f"{predictions}: ids not in {root} ({len(unknown)}): {_named(unknown)}")
     ids = subsets[task][split]
     missing = [i for i in ids if i not in scores]
     if missing:
