@@ -61,6 +61,14 @@ class EpochSampler(Sampler[SampleKey]):
         return iter(SampleKey(i, s) for i, s in zip(order, seeds, strict=True))
 
 
+def split_seed(root: str | Path) -> int | None:
+    """The seed ``splits.json`` records for its train/test split (None when it records none)."""
+    try:
+        return json.loads((Path(root) / SPLITS).read_text(encoding="utf-8")).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def data_fingerprint(root: str | Path) -> str:
     """SHA-256 (first 16 hex digits) of the root's manifest and splits: which data a run saw."""
     digest = hashlib.sha256()
@@ -123,10 +131,7 @@ class BaseDataModule(L.LightningDataModule):
         root = self.dataset_root
         samples = load_manifest(root)
         subsets = load_splits(root, samples)
-        try:
-            self.split_seed = json.loads((root / SPLITS).read_text(encoding="utf-8")).get("seed")
-        except (OSError, ValueError, AttributeError):
-            self.split_seed = None
+        self.split_seed = split_seed(root)
         return samples, subsets
 
     def setup(self, stage: str | None = None) -> None:

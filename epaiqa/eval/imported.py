@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from epaiqa.data.base import data_fingerprint
+from epaiqa.data.base import data_fingerprint, split_seed
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import SPLITS
 from epaiqa.data.splits import load_splits
@@ -141,17 +141,13 @@ def evaluate_predictions(
         rows.append(row)
     result = correlation_result(rows)
     digest = hashlib.sha256(Path(predictions).read_bytes()).hexdigest()[:16]
-    try:
-        split_seed = json.loads((root / SPLITS).read_text(encoding="utf-8")).get("seed")
-    except (OSError, ValueError, AttributeError):
-        split_seed = None
     record = RunRecord(
         task=task,
         model=name,
         kind="imported",
         test=result.metrics,
         n=n_of(result.metrics),
-        split_seed=split_seed,
+        split_seed=split_seed(root),
         data_fingerprint=data_fingerprint(root),
         data={"root": str(root), "split": split, "predictions": str(predictions), "predictions_sha256": digest},
         subsets={k: {"test": m, "train": None, "untrained": None} for k, m in result.subsets.items()},
