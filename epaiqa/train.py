@@ -49,6 +49,10 @@ def train(cfg: DictConfig) -> dict[str, RunRecord]:
     check_profile(cfg)
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("competitor") is not None:  # Table 3: a regressor on finished runs' predictions, no training loop
+        from epaiqa.eval.competitor import run_best_competitor
+
+        return {"overall": run_best_competitor(cfg, out)}
 
     datamodule = build(cfg.data)
     datamodule.prepare_data()

@@ -1,0 +1,102 @@
+"""Table 3's best competitors: the picks by training-set SRCC, the cross-validated fit, the end-to-end run."""
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from helpers import make_cfg
+
+from epaiqa.errors import ConfigError
+from epaiqa.eval.competitor import fit_regressor, pick_runs
+from epaiqa.eval.results import COMPLETION3, RunRecord, read_record, write_record
+from epaiqa.train import train
+
+
+def _record(folder: Path, task: str, model: str, train_srcc: float | None, reference: bool, fp: str = "fp") -> None:
+    table = {"all": {"srcc": 0.1, "plcc": 0.1, "n": 10}}
+    record = RunRecord(
+        task=task,
+        model=model,
+        kind="trained",
+        test=table,
+        n=10,
+        train=None if train_srcc is None else {"all": {"srcc": train_srcc, "plcc": 0.0, "n": 10}},
+        data={"reference": reference},
+        data_fingerprint=fp,
+    )
+    write_record(folder, record)
+
+
+def test_picks_are_the_highest_training_srcc_of_each_sub_score_among_nr_or_fr(tmp_path: Path) -> None:
+    _record(tmp_path / "a", "harmony", "nr_low", 0.3, False)
+    _record(tmp_path / "b", "harmony", "nr_high", 0.6, False)
+    _record(tmp_path / "c", "harmony", "fr_best", 0.9, True)
+    _record(tmp_path / "d", "harmony", "other_data", 0.99, False, fp="other")
+    _record(tmp_path / "e", "harmony", "no_train_metrics", None, False)
+    _record(tmp_path / "f", "naturalness", "nr_nat", 0.4, False)
+    _record(tmp_path / "g", "naturalness", "fr_nat", 0.2, True)
+    nr = pick_runs([tmp_path], "nr", fingerprint="fp")
+    assert (nr["harmony"].model, nr["harmony"].train_srcc, nr["harmony"].candidates) == ("nr_high", 0.6, 2)
+    assert nr["naturalness"].model == "nr_nat" and nr["harmony"].run == str(tmp_path / "b")
+    fr = pick_runs([tmp_path], "fr", fingerprint="fp")
+    assert (fr["harmony"].model, fr["naturalness"].model) == ("fr_best", "fr_nat")
+
+
+def test_a_sub_score_without_candidates_is_named(tmp_path: Path) -> None:
+    _record(tmp_path / "a", "harmony", "nr", 0.3, False)
+    with pytest.raises(ConfigError, match="no trained NR run of naturalness"):
+        pick_runs([tmp_path], "nr")
+    with pytest.raises(ConfigError, match="competitor.mode"):
+        pick_runs([tmp_path], "both")
+    with pytest.raises(ConfigError, match="not found"):
+        pick_runs([tmp_path / "missing"], "nr")
+
+
+def test_the_cross_validated_forest_learns_a_rule_of_the_sub_scores() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 5, size=(120, 2))
+    y = 0.6 * x[:, 0] + 0.4 * x[:, 1] ** 2 / 5 + rng.normal(0, 0.05, 120)
+    groups = [f"src{i // 3}" for i in range(120)]
+    grid = {"n_estimators": [50], "max_depth": [2, None]}
+    fit = fit_regressor(x, y, groups, "random_forest", grid, folds=4, seed=0)
+    assert fit.params["max_depth"] is None and fit.folds == 4 and fit.oof.shape == (120,)
+    assert np.corrcoef(fit.oof, y)[0, 1] > 0.95  # out-of-fold, not in-sample
+    svr = fit_regressor(x, y, groups, "svr", {"C": [1.0, 10.0]}, folds=4, seed=0)
+    assert np.corrcoef(svr.oof, y)[0, 1] > 0.95 and set(svr.params) == {"C"}
+    with pytest.raises(ConfigError, match="competitor.grid.random_forest"):
+        fit_regressor(x, y, groups, "random_forest", {"no_such_param": [1]}, folds=4, seed=0)
+    with pytest.raises(ConfigError, match="too few"):
+        fit_regressor(x, y, ["one"] * 120, "random_forest", grid, folds=4, seed=0)
+
+
+def test_best_competitor_runs_from_sweep_folders(demo_root: Path, tmp_path: Path) -> None:
+    one = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "eval_untrained=false"]
+    for task in ("harmony", "naturalness"):
+        train(
+            make_cfg(demo_root, tmp_path / "sweep" / task, [f"experiment=baseline_{task}", "baseline=wadiqam_nr", *one])
+        )
+    grid = "competitor.grid.random_forest={n_estimators:[20],max_depth:[2,null]}"
+    cfg = make_cfg(
+        demo_root, tmp_path / "comp", ["experiment=best_competitor", f"competitor.runs=[{tmp_path / 'sweep'}]", grid]
+    )
+    (record,) = train(cfg).values()
+    assert record.kind == "regressor" and record.task == "overall" and record.model.startswith("best_competitor_nr(")
+    picks = record.data["picks"]
+    assert {picks[t]["run"] for t in picks} == {str(tmp_path / "sweep" / t) for t in ("harmony", "naturalness")}
+    assert picks["harmony"]["train_srcc"] == read_record(tmp_path / "sweep" / "harmony").train["all"]["srcc"]
+    sub = record.subsets[COMPLETION3]["test"]
+    assert 0 < sub["all"]["n"] < record.n and record.train["all"]["n"] > record.n
+    assert read_record(tmp_path / "comp") == record
+    rows = (tmp_path / "comp" / "predictions.csv").read_text().splitlines()
+    assert rows[0].split(",")[-2:] == ["harmony_pred", "naturalness_pred"] and len(rows) == record.n + 1
+    forest = joblib.load(tmp_path / "comp" / "regressor.joblib")
+    first = rows[1].split(",")
+    assert forest.predict([[float(first[-2]), float(first[-1])]])[0] == pytest.approx(float(first[4]))
+    cfg = make_cfg(
+        demo_root,
+        tmp_path / "fr",
+        ["experiment=best_competitor", f"competitor.runs=[{tmp_path / 'sweep'}]", "competitor.mode=fr"],
+    )
+    with pytest.raises(ConfigError, match="no trained FR run"):
+        train(cfg)
