@@ -47,7 +47,7 @@ def test_a_sub_score_without_candidates_is_named(tmp_path: Path) -> None:
     _record(tmp_path / "a", "harmony", "nr", 0.3, False)
     with pytest.raises(ConfigError, match="no trained NR run of naturalness"):
         pick_runs([tmp_path], "nr")
-    with pytest.raises(ConfigError, match="competitor.mode"):
+    with pytest.raises(ConfigError, match=r"competitor\.mode"):
         pick_runs([tmp_path], "both")
     with pytest.raises(ConfigError, match="not found"):
         pick_runs([tmp_path / "missing"], "nr")
@@ -64,7 +64,7 @@ def test_the_cross_validated_forest_learns_a_rule_of_the_sub_scores() -> None:
     assert np.corrcoef(fit.oof, y)[0, 1] > 0.95  # out-of-fold, not in-sample
     svr = fit_regressor(x, y, groups, "svr", {"C": [1.0, 10.0]}, folds=4, seed=0)
     assert np.corrcoef(svr.oof, y)[0, 1] > 0.95 and set(svr.params) == {"C"}
-    with pytest.raises(ConfigError, match="competitor.grid.random_forest"):
+    with pytest.raises(ConfigError, match=r"competitor\.grid\.random_forest"):
         fit_regressor(x, y, groups, "random_forest", {"no_such_param": [1]}, folds=4, seed=0)
     with pytest.raises(ConfigError, match="too few"):
         fit_regressor(x, y, ["one"] * 120, "random_forest", grid, folds=4, seed=0)
