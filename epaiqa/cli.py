@@ -92,11 +92,12 @@ def _report(args: argparse.Namespace) -> int:
         print(f"error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
-    for task, rows in report.tables.items():
-        print(to_markdown(task, rows))
+    plcc = "plcc_logistic" if args.plcc == "logistic" else "plcc"
+    for task, rows in (report.tables | report.ablations).items():
+        print(to_markdown(task, rows, plcc))
     for task, rows in report.scalars.items():
         print(scalars_to_markdown(task, rows))
-    written = write_report(report, out)
+    written = write_report(report, out, plcc)
     for failure in report.failed:
         trace = f" (traceback: {Path(failure['dir']) / failure['traceback']})" if failure.get("traceback") else ""
         print(f"FAILED {failure['dir']}: {failure.get('error', '?')}{trace}")
@@ -186,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="where to write <task>.csv and <task>.md (default: FIRST_DIR/report)")
     rp.add_argument("--wandb", action="store_true", help="log the tables to a new W&B run (offline unless WANDB_MODE)")
     rp.add_argument("--allow-failed", action="store_true", help="exit 0 even when some jobs failed")
+    rp.add_argument(
+        "--plcc",
+        choices=["raw", "logistic"],
+        default="raw",
+        help="the PLCC the markdown tables show: raw, or after VQEG's 4-parameter logistic fit (the CSV has both)",
+    )
     rp.set_defaults(func=_report)
     ev = sub.add_parser("evaluate", help="score an external model's per-sample predictions like a run (kind: imported)")
     ev.add_argument("--root", required=True, help="dataset root (manifest.jsonl, splits.json)")

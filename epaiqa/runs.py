@@ -40,7 +40,9 @@ NOT_SETTING = (
     "task_name",
 )
 #: override prefixes left out of the recorded overrides (they do not define the setting)
-NOT_SETTING_OVERRIDES = ("seed=", "ckpt_path=", "paths.", "hydra.", "logger=", "logger.", "+logger")
+NOT_SETTING_OVERRIDES = ("seed=", "data.split_seed=", "ckpt_path=", "paths.", "hydra.", "logger=", "logger.", "+logger")
+#: keys under ``data`` left out of the setting: runs on other random splits are repetitions of one setting
+NOT_SETTING_DATA = ("split_seed",)
 #: backbones that ship with the package (offline): the demo profile's caps suit them
 DEMO_BACKBONES = ("tiny", "mini", "random-0.5b", "random-7b")
 
@@ -96,6 +98,8 @@ class DeterministicEpochs(L.Callback):
 def _setting_config(cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(data, dict)
+    if isinstance(data.get("data"), dict):
+        data["data"] = {k: v for k, v in data["data"].items() if k not in NOT_SETTING_DATA}
     return {k: v for k, v in data.items() if k not in NOT_SETTING}
 
 
@@ -109,7 +113,7 @@ def task_overrides() -> list[str]:
 
 
 def run_setting(cfg: DictConfig) -> Setting:
-    """The setting of a run: a hash of its composed config without the seed, paths and loggers, and its overrides."""
+    """The setting of a run: a hash of its composed config without the seeds, paths and loggers, and its overrides."""
     text = OmegaConf.to_yaml(OmegaConf.create(_setting_config(cfg)), sort_keys=True)
     overrides = [o for o in task_overrides() if not o.lstrip("+~").startswith(NOT_SETTING_OVERRIDES)]
     return Setting(key=hashlib.sha256(text.encode()).hexdigest()[:12], overrides=sorted(overrides))

@@ -14,6 +14,9 @@ from epaiqa.runs import register_resolvers
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+#: experiments that fit a model in a training loop (best_competitor fits a regressor on finished runs instead:
+#: tests/test_competitor.py runs it end to end)
+TRAINING_EXPERIMENTS = [e for e in EXPERIMENTS if e != "best_competitor"]
 
 
 def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: bool = True) -> DictConfig:

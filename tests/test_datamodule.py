@@ -8,6 +8,7 @@ from epaiqa.data.datasets import VIEWS
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import EDIT_TYPES
 from epaiqa.data.splits import load_splits
+from epaiqa.errors import ConfigError
 
 
 @pytest.mark.parametrize("task", ["harmony", "naturalness", "overall"])
@@ -72,3 +73,23 @@ def test_unknown_task_and_view_are_config_errors(demo_root: Path) -> None:
     dm = PAIDataModule(root=str(demo_root), view="sideways")
     with pytest.raises(ConfigError, match=r"data\.view"):
         dm.setup()
+
+
+def test_split_seed_splits_every_subset_again_without_leaks(demo_root: Path) -> None:
+    def parts(split_seed: int | None) -> tuple[PAIDataModule, dict[str, set[str]]]:
+        dm = PAIDataModule(root=str(demo_root), task="harmony", image_size=32, split_seed=split_seed)
+        dm.setup()
+        return dm, {part: {s.id for s in ds.samples} for part, ds in dm.datasets.items()}
+
+    fixed, base = parts(None)
+    one, a = parts(1)
+    two, b = parts(2)
+    _, a2 = parts(1)
+    assert a == a2 and a["test"] != b["test"] and a["test"] != base["test"]
+    assert (one.split_seed, two.split_seed, fixed.split_seed) == (1, 2, 3)  # the demo root was split with seed 3
+    assert len(a["test"]) == len(base["test"]) and not (a["train"] | a["val"]) & a["test"]
+    by_source = {s.id: s.source for s in load_manifest(demo_root)}
+    assert not {by_source[i] for i in a["test"]} & {by_source[i] for i in a["train"] | a["val"]}
+    assert len({fixed.fingerprint(), one.fingerprint(), two.fingerprint()}) == 3
+    with pytest.raises(ConfigError, match="split_seed"):
+        PAIDataModule(root=str(demo_root), split_seed="1")  # type: ignore[arg-type]

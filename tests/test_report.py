@@ -115,3 +115,58 @@ def test_schema_1_records_are_read_and_bad_kinds_refused(tmp_path: Path) -> None
     assert record.kind == "trained" and record.n == 40 and record.test["all"]["srcc"] == 0.3
     with pytest.raises(ValueError, match="kind must be one of"):
         RunRecord(task="harmony", model="m", kind="guessed", test=table(0.1), n=40)
+
+
+def test_split_seed_repetitions_are_one_row_with_median(tmp_path: Path, capsys) -> None:
+    for i, base in enumerate((0.5, 0.6, 0.9)):
+        write_run(tmp_path / str(i), "hyperiqa", "harmony", base, split_seed=i)
+    (row,) = collect([tmp_path]).tables["harmony"]
+    assert row.median(("all", "srcc")) == pytest.approx(0.6) and row.mean(("all", "srcc")) == pytest.approx(2 / 3)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "| hyperiqa (mean ± std of 3 runs, seeds 0; split seeds 0, 1, 2) | 40 | " in out
+    assert "0.6667 ± 0.2082 (median 0.6000)" in out and "raw PLCC" in out
+    head = (tmp_path / "rep" / "harmony.csv").read_text().splitlines()[0].split(",")
+    assert {"all_srcc_median", "all_plcc_logistic", "all_krcc", "all_rmse", "all_n"} <= set(head)
+
+
+def test_markdown_shows_the_plcc_it_is_asked_for(tmp_path: Path, capsys) -> None:
+    metrics = table(0.5)
+    metrics["all"]["plcc_logistic"] = 0.777
+    write_record(tmp_path / "0", RunRecord(task="harmony", model="m", kind="trained", test=metrics, n=40))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--plcc", "logistic"]) == 0
+    out = capsys.readouterr().out
+    assert "PLCC after the 4-parameter logistic fit (VQEG)" in out and "**0.7770**" in out and "0.5500" not in out
+
+
+def _stage(folder: Path, model: str, task: str, lineage: list[str], base: float, **extra) -> None:
+    sub = {"completion3": {"test": table(base + 0.1), "train": None, "untrained": None}} if task == "overall" else {}
+    record = RunRecord(
+        task=task, model=model, kind="trained", test=table(base), n=40, lineage=lineage, subsets=sub, **extra
+    )
+    write_record(folder, record)
+
+
+def test_tables_5_to_7_come_from_the_ablation_runs(tmp_path: Path, capsys) -> None:
+    _stage(tmp_path / "s2", "epaiqa_tiny", "harmony", ["grounding", "scoring"], 0.70)
+    _stage(tmp_path / "s2wo", "epaiqa_tiny_wo_stage1", "harmony", ["scoring"], 0.66)
+    _stage(tmp_path / "s2ref", "epaiqa_tiny_reference", "harmony", ["scoring"], 0.71, data={"reference": True})
+    _stage(tmp_path / "s3", "epaiqa_tiny", "overall", ["grounding", "scoring", "explain"], 0.53)
+    _stage(tmp_path / "s3wo", "epaiqa_tiny_wo_stage1", "overall", ["scoring", "explain"], 0.51)
+    _stage(tmp_path / "s3ref", "epaiqa_tiny_reference", "overall", ["scoring", "explain"], 0.54)
+    _stage(tmp_path / "s3cot", "epaiqa_tiny_wo_cot", "overall", ["grounding", "scoring", "explain"], 0.50)
+    write_run(tmp_path / "b", "dbcnn", "harmony", 0.4)  # a baseline is in Table 1, not in the ablations
+    report = collect([tmp_path])
+    labels = {t: [r.label for r in rows] for t, rows in report.ablations.items()}
+    assert labels == {
+        "table5": ["w CoT", "w CoT, reference", "w CoT, wo stage-1", "w/o CoT"],
+        "table6": ["reference", "w stage-1", "wo stage-1"],
+        "table7": ["reference", "w stage-1", "wo stage-1"],
+    }
+    rows = {r.label: r for r in report.ablations["table7"]}
+    assert rows["w stage-1"].mean(("all", "srcc")) == pytest.approx(0.63)  # the completion-3 subset, as Table 3
+    assert {r.label: r for r in report.ablations["table6"]}["wo stage-1"].mean(("all", "srcc")) == pytest.approx(0.66)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "**Table 6: stage-2 harmony, grounding pre-training ablation**" in out and "**Table 5:" in out
+    assert (tmp_path / "rep" / "table7.md").is_file()

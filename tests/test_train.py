@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import EXPERIMENTS, make_cfg
+from helpers import TRAINING_EXPERIMENTS, make_cfg
 from omegaconf import open_dict
 
 from epaiqa.checkpoint import AtomicCheckpointIO
@@ -16,7 +16,7 @@ from epaiqa.train import train
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", TRAINING_EXPERIMENTS)
 def test_every_experiment_runs_one_batch(demo_root: Path, tmp_path: Path, experiment: str) -> None:
     cfg = make_cfg(demo_root, tmp_path, [f"experiment={experiment}", "debug=fdr"])
     train(cfg)
@@ -54,7 +54,7 @@ def test_results_have_the_documented_format(demo_root: Path, tmp_path: Path) -> 
     assert results["n"] == len((tmp_path / "predictions.csv").read_text().splitlines()) - 1
     for part in ("test", "untrained", "train"):
         for col in ("all", *EDIT_TYPES):
-            assert set(results[part][col]) == {"srcc", "plcc", "krcc", "rmse", "n"}
+            assert set(results[part][col]) == {"srcc", "plcc", "plcc_logistic", "krcc", "rmse", "n"}
     assert results["test"]["all"]["n"] == sum(results["test"][t]["n"] for t in EDIT_TYPES)
     assert Path(results["checkpoint"]).is_file()
     metrics_csv = (tmp_path / "csv" / "metrics.csv").read_text()

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from epaiqa.data.demo import DEMO_DEFAULTS, root_or_demo
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import MANIFEST, SPLITS, PAISample
-from epaiqa.data.splits import load_splits
+from epaiqa.data.splits import load_splits, make_splits
 from epaiqa.errors import ConfigError
 
 
@@ -69,14 +69,32 @@ def split_seed(root: str | Path) -> int | None:
         return None
 
 
-def data_fingerprint(root: str | Path) -> str:
-    """SHA-256 (first 16 hex digits) of the root's manifest and splits: which data a run saw."""
+def data_fingerprint(root: str | Path, resplit: int | None = None) -> str:
+    """SHA-256 (first 16 hex digits) of the root's manifest and splits (and a re-split's seed): which data a run saw."""
     digest = hashlib.sha256()
     for name in (MANIFEST, SPLITS):
         path = Path(root) / name
         digest.update(name.encode())
         digest.update(path.read_bytes() if path.is_file() else b"")
+    if resplit is not None:
+        digest.update(f"resplit:{resplit}".encode())
     return digest.hexdigest()[:16]
+
+
+def resplit(root: str | Path, samples: list[PAISample], seed: int) -> dict[str, dict[str, list[str]]]:
+    """The subsets split again with ``seed``, as ``splits.json`` was (its test fraction and grouping)."""
+    try:
+        recorded = json.loads((Path(root) / SPLITS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    splits = make_splits(
+        samples,
+        seed=seed,
+        test_fraction=float(recorded.get("test_fraction", 0.2)),
+        group_by=str(recorded.get("group_by", "source")),
+    )
+    return {t: {p: list(ids) for p, ids in parts.items()} for t, parts in splits["subsets"].items()}
 
 
 class BaseDataModule(L.LightningDataModule):
@@ -85,6 +103,9 @@ class BaseDataModule(L.LightningDataModule):
     Subclasses fill :attr:`datasets` (``train``, ``test``; ``val`` and ``train_eval`` optionally) in
     :meth:`build`; ``train_eval`` is the training split without augmentation, scored for the results record's
     training-set metrics (at most ``limit_train_eval`` samples). ``limit_test`` caps the test split (null: all).
+    ``split_seed`` null keeps the root's ``splits.json``; an integer splits every subset again with that seed (the
+    same test fraction and grouping by source image), for repeated random splits — distinct from ``seed``, which
+    drives training (and the validation split carved from the training side).
     ``STAGE`` names the model stage this data is for (checked against the model by :func:`check_stage`).
     """
 
@@ -97,6 +118,7 @@ class BaseDataModule(L.LightningDataModule):
         limit_test: int | None = None,
         limit_train_eval: int | None = None,
         seed: int = 0,
+        split_seed: int | None = None,
         demo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -109,6 +131,9 @@ class BaseDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.limit_test, self.limit_train_eval = limit_test, limit_train_eval
         self.demo = {**DEMO_DEFAULTS, **(demo or {})}
+        if split_seed is not None and (isinstance(split_seed, bool) or not isinstance(split_seed, int)):
+            raise ConfigError(f"data.split_seed must be null or an integer, got {split_seed!r}")
+        self.resplit_seed = split_seed
         self.datasets: dict[str, Dataset] = {}
         self.split_seed: int | None = None
 
@@ -132,6 +157,8 @@ class BaseDataModule(L.LightningDataModule):
         samples = load_manifest(root)
         subsets = load_splits(root, samples)
         self.split_seed = split_seed(root)
+        if self.resplit_seed is not None:
+            subsets, self.split_seed = resplit(root, samples, self.resplit_seed), self.resplit_seed
         return samples, subsets
 
     def setup(self, stage: str | None = None) -> None:
@@ -144,8 +171,8 @@ class BaseDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """The data fingerprint of the root in use."""
-        return data_fingerprint(self.dataset_root)
+        """The data fingerprint of the root in use (and of the re-split, if any)."""
+        return data_fingerprint(self.dataset_root, self.resplit_seed)
 
     def collate(self) -> Any:
         """The collate function of the loaders (None: PyTorch's default)."""

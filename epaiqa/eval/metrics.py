@@ -1,11 +1,19 @@
-"""SRCC / PLCC (and KRCC, RMSE) overall and per edit type (torchmetrics), as the paper's tables report them."""
+"""SRCC / PLCC (and KRCC, RMSE, logistic PLCC) overall and per edit type, as the paper's tables report them.
+
+``plcc`` is Pearson's r of the raw predictions; ``plcc_logistic`` is Pearson's r after the 4-parameter logistic
+mapping of predictions to MOS that VQEG prescribes (fitted on the scored samples themselves, as IQA papers do).
+Both are kept: the tables say which one they show.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from scipy.optimize import OptimizeWarning, curve_fit
 from torchmetrics.functional import kendall_rank_corrcoef, mean_squared_error, pearson_corrcoef, spearman_corrcoef
 
 from epaiqa.data.schema import EDIT_TYPES
@@ -13,11 +21,32 @@ from epaiqa.data.schema import EDIT_TYPES
 MIN_N = 3
 
 
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """VQEG's monotonic 4-parameter logistic: ``(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``."""
+    return (b1 - b2) / (1.0 + np.exp(-(x - b3) / (abs(b4) + 1e-12))) + b2
+
+
+def logistic_plcc(preds: np.ndarray, target: np.ndarray) -> float | None:
+    """PLCC after fitting :func:`logistic4` from predictions to MOS; None if the fit does not converge."""
+    p0 = [float(target.max()), float(target.min()), float(np.mean(preds)), float(np.std(preds)) or 1.0]
+    with warnings.catch_warnings(), np.errstate(over="ignore"):  # exp saturates far from the midpoint: harmless
+        warnings.simplefilter("ignore", OptimizeWarning)
+        try:
+            params, _ = curve_fit(logistic4, preds, target, p0=p0, maxfev=20000)
+        except (RuntimeError, ValueError):
+            return None
+        mapped = logistic4(preds, *params)
+    if not np.all(np.isfinite(mapped)) or float(np.std(mapped)) == 0.0:
+        return None
+    return float(np.corrcoef(mapped, target)[0, 1])
+
+
 def correlations(preds: torch.Tensor, target: torch.Tensor) -> dict[str, float | None]:
-    """SRCC, PLCC, KRCC and RMSE of predictions against MOS; None where undefined (n < 3 or a constant input)."""
+    """SRCC, PLCC, KRCC, RMSE and logistic PLCC against MOS; None where undefined (n < 3 or a constant input)."""
     preds, target = preds.detach().double().flatten().cpu(), target.detach().double().flatten().cpu()
     n = int(preds.numel())
-    out: dict[str, float | None] = {"srcc": None, "plcc": None, "krcc": None, "rmse": None, "n": n}  # type: ignore[dict-item]
+    out: dict[str, float | None] = dict.fromkeys(("srcc", "plcc", "plcc_logistic", "krcc", "rmse"))
+    out["n"] = n
     if n:
         out["rmse"] = float(mean_squared_error(preds, target).sqrt())
     if n < MIN_N or float(preds.std()) == 0.0 or float(target.std()) == 0.0:
@@ -25,6 +54,8 @@ def correlations(preds: torch.Tensor, target: torch.Tensor) -> dict[str, float |
     for name, fn in (("srcc", spearman_corrcoef), ("plcc", pearson_corrcoef), ("krcc", kendall_rank_corrcoef)):
         value = float(fn(preds, target))
         out[name] = None if math.isnan(value) else value
+    if n >= 5:  # four parameters need a fifth point to leave a residual
+        out["plcc_logistic"] = logistic_plcc(preds.numpy(), target.numpy())
     return out
 
 
