@@ -141,15 +141,19 @@ def git_commit() -> str | None:
 
 #: model-name suffixes of the ablations that leave stage 1 out on purpose
 ABLATION_SUFFIXES = ("_wo_stage1", "_reference")
+#: row names of the EPAIQA chain (other LMM rows, such as q-align's, have no stage 1 to miss)
+EPAIQA_PREFIX = "epaiqa"
 
 
 def record_model_name(name: str, stage: str | None, lineage: list[str]) -> str:
     """The row name: a stage-2/3 EPAIQA model whose weights never went through stage 1 is ``…_wo_stage1``.
 
-    A backbone scored as loaded (no lineage) keeps its name (``zeroshot_<backbone>``).
+    A backbone scored as loaded (no lineage) keeps its name (``zeroshot_<backbone>``), and so does a model that is
+    not EPAIQA's (``qalign_<backbone>``).
     """
     if (
-        stage in ("scoring", "explain")
+        name.startswith(EPAIQA_PREFIX)
+        and stage in ("scoring", "explain")
         and lineage
         and "grounding" not in lineage
         and not name.endswith(ABLATION_SUFFIXES)

@@ -58,6 +58,7 @@ def test_row_names_follow_the_chain_that_made_the_weights() -> None:
     assert record_model_name("epaiqa_tiny_reference", "explain", ["scoring", "explain"]) == "epaiqa_tiny_reference"
     assert record_model_name("dbcnn", None, []) == "dbcnn"
     assert record_model_name("zeroshot_tiny", "scoring", []) == "zeroshot_tiny"  # scored as loaded
+    assert record_model_name("qalign_tiny", "scoring", ["scoring"]) == "qalign_tiny"  # no stage 1 to miss
 
 
 def test_data_and_model_of_different_stages_are_refused(demo_root: Path) -> None:
@@ -82,7 +83,7 @@ def test_e2_cot_is_a_training_prior_never_a_test_input(demo_root: Path) -> None:
     assert train_item["sample"].cot["harmony"].strip()[:30] in question(train_item)
     assert test_item["sample"].cot["harmony"].strip()[:30] not in question(test_item)
     batch = next(iter(data.test_dataloader()))
-    assert set(batch) == {"samples", "tasks", "conversations", "images"}  # no dataset root in batches
+    assert set(batch) == {"samples", "tasks", "conversations", "images", "templates"}  # no dataset root in batches
 
 
 def test_joint_trains_each_branch_on_the_label() -> None:

@@ -20,8 +20,10 @@ from epaiqa.lmm.instructions import (
     harmony_instruction,
     naturalness_instruction,
     prompt_only,
+    qalign_instruction,
 )
 from epaiqa.lmm.loss import answer_columns, answer_loss
+from epaiqa.lmm.scoring import level_readout
 
 # Appendix E, written out by hand ([image] where an image goes; typos fixed as the module's docstring says).
 E1_QUESTION = (
@@ -139,6 +141,17 @@ def test_naturalness_pair_is_appendix_e2_on_the_region_crop(root: Path) -> None:
     assert np.array_equal(np.asarray(images[0]), edited[15:25, 16:48])
     with_cot = naturalness_instruction(_sample(), root, with_cot=True).conversation
     assert _question(with_cot) == E2_NATURALNESS.format(cot=" The cup's surface is slightly blurred.")
+
+
+def test_qalign_pair_is_q_aligns_question_and_answer_on_the_tables_inputs(processor, root: Path) -> None:  # type: ignore[no-untyped-def]
+    conversation, images = qalign_instruction(_sample(), root, "harmony")
+    assert _question(conversation) == "How would you rate the quality of this image?\n[image]"
+    assert answer_text(conversation) == "The quality of the image is excellent."  # harmony 4.4
+    assert [im.size for im in images] == [(64, 40)]  # Table 1: the whole edited image
+    conversation, images = qalign_instruction(_sample(), root, "naturalness")
+    assert answer_text(conversation) == "The quality of the image is poor." and [im.size for im in images] == [(32, 10)]
+    readout = level_readout(processor, "The quality of the image is {}.")
+    assert readout.prefix == "The quality of the image is" and len(set(readout.ids)) == 5
 
 
 def test_explain_pair_is_appendix_e3(root: Path) -> None:

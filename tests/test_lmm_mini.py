@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from epaiqa.lmm.backbones import build_backbone, load_backbone
-from epaiqa.lmm.instructions import ANSWER_TEMPLATES, encode_supervised, harmony_instruction
+from epaiqa.lmm.instructions import ANSWER_TEMPLATES, QALIGN_ANSWER, encode_supervised, harmony_instruction
 from epaiqa.lmm.mini import PATCH_SIZE, ensure_mini, mini_dir
 from epaiqa.lmm.scoring import level_readout
 from epaiqa.weights import lite0_state_dict
@@ -51,7 +51,7 @@ def test_mini_level_words_are_single_tokens_and_images_49_tokens(mini: tuple, tm
         assert tokenizer(word, add_special_tokens=False)["input_ids"] == [token]
     conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Rate it."}]}]
     context = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    for template in ANSWER_TEMPLATES.values():
+    for template in (*ANSWER_TEMPLATES.values(), QALIGN_ANSWER):
         readout = level_readout(processor, template, context)
         assert list(readout.ids) == [LEVEL_IDS[w] for w in (" bad", " poor", " fair", " good", " excellent")]
 

@@ -32,6 +32,7 @@ import numpy as np
 from epaiqa.errors import EPAIQAError
 from epaiqa.eval.results import COLUMNS, COMPLETION3, TYPE_LABELS, RunRecord, find_records, read_record
 from epaiqa.io import atomic_write_text
+from epaiqa.runs import EPAIQA_PREFIX
 
 TABLE_TITLES = {
     "harmony": "Table 1: global harmony",
@@ -107,6 +108,8 @@ def _table_cells(metrics: dict[str, Any]) -> dict[Cell, float]:
 
 #: model-name suffixes of the ablation presets (conf/ablation/) and of chains without stage 1
 SUFFIXES = ("_wo_cot", "_wo_stage1", "_reference")
+#: the EPAIQA stages whose runs Tables 5–7 compare
+STAGES = ("scoring", "explain")
 
 
 def epaiqa_version(record: RunRecord) -> tuple[str, str, bool] | None:
@@ -115,7 +118,7 @@ def epaiqa_version(record: RunRecord) -> tuple[str, str, bool] | None:
     The pre-training version is ``reference`` (the boxed-region preset), ``w stage-1`` (grounding in the chain
     that made the weights) or ``wo stage-1``.
     """
-    if not record.lineage or record.lineage[-1] not in ("scoring", "explain"):
+    if not record.model.startswith(EPAIQA_PREFIX) or not record.lineage or record.lineage[-1] not in STAGES:
         return None
     name = record.model
     if name.endswith("_reference") or record.data.get("reference") is True:

@@ -22,12 +22,15 @@ from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
     HARMONY_VIEWS,
+    PROMPT_STYLES,
     Instruction,
+    answer_template,
     explain_instruction,
     grounding_instruction,
     harmony_instruction,
     has_explain_cot,
     naturalness_instruction,
+    qalign_instruction,
 )
 
 SCORING_TASKS = ("harmony", "naturalness")
@@ -48,10 +51,11 @@ class InstructionDataset(Dataset):
         reference: bool,
         harmony_view: str = "whole",
         margin: float = 0.3,
+        prompts: str = "epaiqa",
     ) -> None:
         self.root, self.pairs, self.train = root, pairs, train
         self.with_cot, self.reference = with_cot, reference
-        self.harmony_view, self.margin = harmony_view, margin
+        self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -60,6 +64,8 @@ class InstructionDataset(Dataset):
         """The appendix-E instruction of a sample for a task."""
         if task == "grounding":
             return grounding_instruction(sample, self.root)
+        if self.prompts == "qalign":
+            return qalign_instruction(sample, self.root, task, self.harmony_view, self.margin)
         if task == "harmony":
             cot = self.with_cot and self.train
             return harmony_instruction(sample, self.root, cot, self.reference, self.harmony_view, self.margin)
@@ -73,16 +79,21 @@ class InstructionDataset(Dataset):
         index, _ = unpack_key(key)  # instructions draw no random numbers
         sample, task = self.pairs[index]
         conversation, images = self.instruction(sample, task)
-        return {"sample": sample, "task": task, "conversation": conversation, "images": images}
+        item = {"sample": sample, "task": task, "conversation": conversation, "images": images}
+        return item | {"template": answer_template(task, self.prompts) if task in SCORING_TASKS else None}
 
 
 def collate_instructions(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """A batch of instruction items as lists: ``samples``, ``tasks``, ``conversations``, ``images``."""
+    """A batch of instruction items as lists of ``samples``, ``tasks``, ``conversations``, ``images``, ``templates``.
+
+    ``templates`` holds the answer sentence each scored item's level is read off (None for other stages).
+    """
     return {
         "samples": [i["sample"] for i in items],
         "tasks": [i["task"] for i in items],
         "conversations": [i["conversation"] for i in items],
         "images": [i["images"] for i in items],
+        "templates": [i.get("template") for i in items],
     }
 
 
@@ -98,6 +109,7 @@ class LMMDataModule(BaseDataModule):
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does. ``harmony_view``: what the
     harmony question shows, ``whole`` (appendix E.2) or ``context`` (the region with ``margin`` around it).
+    ``prompts="qalign"`` asks Q-Align's question instead of E.2's (stage 2 only: the q-align rows).
     """
 
     def __init__(
@@ -109,6 +121,7 @@ class LMMDataModule(BaseDataModule):
         reference: bool = False,
         harmony_view: str = "whole",
         margin: float = 0.3,
+        prompts: str = "epaiqa",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
@@ -117,7 +130,11 @@ class LMMDataModule(BaseDataModule):
             raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
         if harmony_view not in HARMONY_VIEWS:
             raise ConfigError(f"data.harmony_view must be one of {', '.join(HARMONY_VIEWS)}, got {harmony_view!r}")
-        self.harmony_view, self.margin = harmony_view, margin
+        if prompts not in PROMPT_STYLES:
+            raise ConfigError(f"data.prompts must be one of {', '.join(PROMPT_STYLES)}, got {prompts!r}")
+        if prompts == "qalign" and stage != "scoring":
+            raise ConfigError(f"data.prompts=qalign asks Q-Align's scoring question: stage scoring only, got {stage}")
+        self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
         self.stage, self.with_cot, self.reference = stage, with_cot, reference
         fixed = {"grounding": ["grounding"], "explain": ["overall"]}
         self.tasks = fixed.get(stage) or list(tasks or ["harmony"])
@@ -144,7 +161,14 @@ class LMMDataModule(BaseDataModule):
         for part, items in pairs.items():
             train = part == "train"
             self.datasets[part] = InstructionDataset(
-                self.dataset_root, items, train, self.with_cot, self.reference, self.harmony_view, self.margin
+                self.dataset_root,
+                items,
+                train,
+                self.with_cot,
+                self.reference,
+                self.harmony_view,
+                self.margin,
+                self.prompts,
             )
 
     def pairs(

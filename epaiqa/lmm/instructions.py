@@ -74,6 +74,14 @@ ANSWER_TEMPLATES: dict[str, str] = {
     "overall": "Therefore, the overall editing quality level of the image is {}.",
 }
 
+#: Q-Align's own protocol (Wu et al., 2023): its question and answer for any scored dimension, the image after
+#: the question ("USER: How would you rate the quality of this image?\n<|image|>\nASSISTANT: The quality of the
+#: image is"); its level words and 1..5 weights are the project's (:data:`~epaiqa.data.levels.LEVELS`).
+QALIGN_QUESTION = "How would you rate the quality of this image?"
+QALIGN_ANSWER = "The quality of the image is {}."
+#: epaiqa: appendix E.2's questions and answers; qalign: Q-Align's, for the q-align rows of Tables 1–2
+PROMPT_STYLES: tuple[str, ...] = ("epaiqa", "qalign")
+
 #: Prompt completion 1..3 in words (paper §3.1), for "The prompt completion is [Completion Level]."
 COMPLETION_LEVELS: tuple[str, ...] = ("non-compliant", "partly-compliant", "fully compliant")
 #: The overall level the E.3 question prescribes when the prompt is not / partly followed.
@@ -201,6 +209,31 @@ def naturalness_instruction(
     text = ". " + " ".join([*cot, NATURALNESS_REQUEST])
     question = _user(NATURALNESS_IMAGE_SENTENCE, None, text)
     return Instruction([question, _assistant(level_answer("naturalness", _mos(sample, "naturalness")))], [crop])
+
+
+def answer_template(task: str, prompts: str = "epaiqa") -> str:
+    """The answer sentence a scored task is trained on and read off (``{}`` = the level word)."""
+    return QALIGN_ANSWER if prompts == "qalign" else ANSWER_TEMPLATES[task]
+
+
+def qalign_instruction(
+    sample: PAISample, root: str | Path, task: str, view: str = "whole", margin: float = 0.3
+) -> Instruction:
+    """Q-Align's question about the task's input → "The quality of the image is [level]." (the task's MOS).
+
+    The input is Tables 1–2's: the edited image for harmony (or its ``context`` view), the region's crop for
+    naturalness.
+    """
+    if view not in HARMONY_VIEWS:
+        raise ConfigError(f"data.harmony_view must be one of {', '.join(HARMONY_VIEWS)}, got {view!r}")
+    edited = _open(root, sample.edited)
+    if task == "naturalness":
+        image = crop_region(edited, sample.bbox)
+    else:
+        image = crop_region(edited, sample.bbox, margin=margin) if view == "context" else edited
+    question = _user(QALIGN_QUESTION + "\n", None)
+    answer = QALIGN_ANSWER.format(score_to_level(_mos(sample, task)))
+    return Instruction([question, _assistant(answer)], [image])
 
 
 def completion_level(sample: PAISample) -> int:

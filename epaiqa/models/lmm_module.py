@@ -196,13 +196,12 @@ class EPAIQAScoring(EPAIQAStage):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         convs, images = batch["conversations"], batch["images"]
-        by_task: dict[str, list[int]] = defaultdict(list)
-        for i, task in enumerate(batch["tasks"]):
-            by_task[task].append(i)
-        for task, rows in by_task.items():
-            scores = score(
-                self.model, self.processor, [convs[i] for i in rows], [images[i] for i in rows], ANSWER_TEMPLATES[task]
-            )
+        templates = batch.get("templates") or [None] * len(convs)
+        by_task: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, (task, template) in enumerate(zip(batch["tasks"], templates, strict=True)):
+            by_task[(task, template or ANSWER_TEMPLATES[task])].append(i)
+        for (task, template), rows in by_task.items():
+            scores = score(self.model, self.processor, [convs[i] for i in rows], [images[i] for i in rows], template)
             samples = [batch["samples"][i] for i in rows]
             self.add_rows(
                 [
