@@ -142,6 +142,8 @@ def write_run(
     lineage = model.trained_lineage() if trained else list(model.lineage)
     data = {"root": str(datamodule.dataset_root)}
     data |= {k: getattr(datamodule, k) for k in ("view", "reference", "with_cot") if hasattr(datamodule, k)}
+    if getattr(datamodule, "level_spans", None):  # levels.range=observed: the MOS span each task's words bin
+        data["level_spans"] = {t: list(span) for t, span in datamodule.level_spans.items()}
     common = {
         "model": record_model_name(str(cfg.get("model_name") or type(model).__name__), type(model).STAGE, lineage),
         "kind": "trained" if trained else "zero-shot",

@@ -2,7 +2,15 @@ import math
 
 import pytest
 
-from epaiqa.data.levels import LEVELS, expected_score, level_to_score, scale_to_five, score_to_level
+from epaiqa.data.levels import (
+    LEVELS,
+    bin_level,
+    expected_score,
+    level_to_score,
+    observed_span,
+    scale_to_five,
+    score_to_level,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,3 +52,37 @@ def test_expected_score_is_weighted_sum() -> None:
     assert math.isclose(expected_score([0.1, 0.2, 0.3, 0.2, 0.2]), 0.1 + 0.4 + 0.9 + 0.8 + 1.0)
     with pytest.raises(ValueError):
         expected_score([0.5, 0.5])
+
+
+def test_observed_range_bins_what_the_training_split_spans() -> None:
+    assert observed_span([2.0, 3.0, None, 2.5]) == (2.0, 3.0)
+    assert observed_span([3.0, 3.0]) == (1.0, 5.0) and observed_span([]) == (1.0, 5.0)
+    assert [bin_level(s, (2.0, 3.0)) for s in (2.0, 2.3, 2.5, 2.9, 3.0)] == [
+        "bad",
+        "poor",
+        "fair",
+        "excellent",
+        "excellent",
+    ]
+    assert bin_level(1.0, (2.0, 3.0)) == "bad" and bin_level(4.9, (2.0, 3.0)) == "excellent"  # test MOS clipped
+    assert bin_level(2.5) == "poor"  # nominal 1-5: [1.8, 2.6)
+
+
+def test_lmm_data_with_observed_levels_uses_the_training_span(demo_root) -> None:  # type: ignore[no-untyped-def]
+    from epaiqa.data.manifest import load_manifest
+    from epaiqa.errors import ConfigError
+    from epaiqa.lmm.data import LMMDataModule
+    from epaiqa.lmm.instructions import answer_text
+
+    data = LMMDataModule(root=str(demo_root), tasks=["harmony"], levels={"range": "observed"})
+    data.setup()
+    train_ids = {s.id for s, _ in data.datasets["train"].pairs}
+    mos = [s.score("harmony") for s in load_manifest(demo_root) if s.id in train_ids]
+    assert data.level_spans == {"harmony": (min(mos), max(mos))}
+    lowest = min(range(len(data.datasets["train"])), key=lambda i: data.datasets["train"].pairs[i][0].score("harmony"))
+    assert answer_text(data.datasets["train"][lowest]["conversation"]) == "Harmony level is: bad."
+    nominal = LMMDataModule(root=str(demo_root), tasks=["harmony"])
+    nominal.setup()
+    assert nominal.level_spans == {}
+    with pytest.raises(ConfigError, match=r"data\.levels\.range"):
+        LMMDataModule(root=str(demo_root), levels={"range": "both"})

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 #: Level words from worst to best; bin k of [0, 5) is LEVELS[k].
 LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
 #: Q-Align weights of the level words (1 = bad .. 5 = excellent).
 LEVEL_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
+#: What the five level bins divide (``data.levels.range``): ``nominal``, the rating scale's own 1–5 (the default:
+#: a level word means the same score on every split and dataset, as the raters' scale does); ``observed``, the
+#: training split's lowest to highest MOS per task (Q-Align's choice: all five words in use when MOS cluster).
+LEVEL_RANGES: tuple[str, ...] = ("nominal", "observed")
+NOMINAL_SPAN: tuple[float, float] = (1.0, 5.0)
 
 
 def scale_to_five(score: float, lo: float, hi: float) -> float:
@@ -23,6 +28,20 @@ def scale_to_five(score: float, lo: float, hi: float) -> float:
 def score_to_level(score: float, lo: float = 1.0, hi: float = 5.0) -> str:
     """The level word of a score: [0,1) bad, [1,2) poor, [2,3) fair, [3,4) good, [4,5) excellent."""
     return LEVELS[int(scale_to_five(score, lo, hi))]
+
+
+def bin_level(score: float, span: tuple[float, float] = NOMINAL_SPAN) -> str:
+    """The level word of a score binned over ``span`` (a score outside it, e.g. a test MOS, is clipped into it)."""
+    lo, hi = span
+    return score_to_level(min(max(score, lo), hi), lo, hi)
+
+
+def observed_span(scores: Iterable[float | None]) -> tuple[float, float]:
+    """The lowest and highest of the scores (Q-Align's binning range); the nominal span when they do not differ."""
+    values = [float(v) for v in scores if v is not None]
+    if not values or min(values) == max(values):
+        return NOMINAL_SPAN
+    return (min(values), max(values))
 
 
 def level_index(level: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from epaiqa.data.base import BaseDataModule, SampleKey, head, unpack_key
+from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, observed_span
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
@@ -52,10 +53,12 @@ class InstructionDataset(Dataset):
         harmony_view: str = "whole",
         margin: float = 0.3,
         prompts: str = "epaiqa",
+        spans: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self.root, self.pairs, self.train = root, pairs, train
         self.with_cot, self.reference = with_cot, reference
         self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
+        self.spans = spans or {}
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -64,16 +67,18 @@ class InstructionDataset(Dataset):
         """The appendix-E instruction of a sample for a task."""
         if task == "grounding":
             return grounding_instruction(sample, self.root)
+        span = self.spans.get(task, NOMINAL_SPAN)
         if self.prompts == "qalign":
-            return qalign_instruction(sample, self.root, task, self.harmony_view, self.margin)
+            return qalign_instruction(sample, self.root, task, self.harmony_view, self.margin, span)
         if task == "harmony":
             cot = self.with_cot and self.train
-            return harmony_instruction(sample, self.root, cot, self.reference, self.harmony_view, self.margin)
+            view = self.harmony_view
+            return harmony_instruction(sample, self.root, cot, self.reference, view, self.margin, span)
         if task == "naturalness":
-            return naturalness_instruction(sample, self.root, self.with_cot and self.train)
+            return naturalness_instruction(sample, self.root, self.with_cot and self.train, span=span)
         # stage 3: a test sample without CoT keeps a levels-only reference answer (training samples all have it)
         cot = self.with_cot and (self.train or has_explain_cot(sample))
-        return explain_instruction(sample, self.root, cot, self.reference)
+        return explain_instruction(sample, self.root, cot, self.reference, span)
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, _ = unpack_key(key)  # instructions draw no random numbers
@@ -110,6 +115,8 @@ class LMMDataModule(BaseDataModule):
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does. ``harmony_view``: what the
     harmony question shows, ``whole`` (appendix E.2) or ``context`` (the region with ``margin`` around it).
     ``prompts="qalign"`` asks Q-Align's question instead of E.2's (stage 2 only: the q-align rows).
+    ``levels={"range": "observed"}`` bins the level words over each task's training MOS range instead of the
+    nominal 1–5 (:data:`~epaiqa.data.levels.LEVEL_RANGES`); the spans used are in :attr:`level_spans`.
     """
 
     def __init__(
@@ -122,6 +129,7 @@ class LMMDataModule(BaseDataModule):
         harmony_view: str = "whole",
         margin: float = 0.3,
         prompts: str = "epaiqa",
+        levels: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
@@ -134,6 +142,10 @@ class LMMDataModule(BaseDataModule):
             raise ConfigError(f"data.prompts must be one of {', '.join(PROMPT_STYLES)}, got {prompts!r}")
         if prompts == "qalign" and stage != "scoring":
             raise ConfigError(f"data.prompts=qalign asks Q-Align's scoring question: stage scoring only, got {stage}")
+        self.level_range = str((levels or {}).get("range", "nominal"))
+        if self.level_range not in LEVEL_RANGES:
+            raise ConfigError(f"data.levels.range must be one of {', '.join(LEVEL_RANGES)}, got {self.level_range!r}")
+        self.level_spans: dict[str, tuple[float, float]] = {}
         self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
         self.stage, self.with_cot, self.reference = stage, with_cot, reference
         fixed = {"grounding": ["grounding"], "explain": ["overall"]}
@@ -158,6 +170,9 @@ class LMMDataModule(BaseDataModule):
         """Pair every subset's train and test ids with their task."""
         pairs = self.pairs(samples, subsets)
         pairs["train_eval"] = head(pairs["train"], self.limit_train_eval)
+        if self.level_range == "observed":  # Q-Align: the bins divide what the training split spans, per task
+            tasks = sorted({t for _, t in pairs["train"]} & {"harmony", "naturalness", "overall"})
+            self.level_spans = {t: observed_span(s.score(t) for s, task in pairs["train"] if task == t) for t in tasks}
         for part, items in pairs.items():
             train = part == "train"
             self.datasets[part] = InstructionDataset(
@@ -169,6 +184,7 @@ class LMMDataModule(BaseDataModule):
                 self.harmony_view,
                 self.margin,
                 self.prompts,
+                self.level_spans,
             )
 
     def pairs(

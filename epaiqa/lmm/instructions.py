@@ -26,7 +26,7 @@ from transformers import BatchFeature
 
 from epaiqa.data.crops import bbox_to_pixels, crop_region
 from epaiqa.data.images import load_rgb
-from epaiqa.data.levels import score_to_level
+from epaiqa.data.levels import NOMINAL_SPAN, bin_level
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, DataError
 
@@ -157,9 +157,12 @@ def grounding_instruction(sample: PAISample, root: str | Path, places: int = 4) 
     return Instruction([_user(*GROUNDING_QUESTION), _assistant(grounding_answer(sample.bbox, places))], images)
 
 
-def level_answer(dimension: str, score: float) -> str:
-    """E.2/E.3 answer sentence for a 1–5 score, e.g. "Harmony level is: good."."""
-    return ANSWER_TEMPLATES[dimension].format(score_to_level(score))
+Span = tuple[float, float]
+
+
+def level_answer(dimension: str, score: float, span: Span = NOMINAL_SPAN) -> str:
+    """E.2/E.3 answer sentence for a score binned over ``span``, e.g. "Harmony level is: good."."""
+    return ANSWER_TEMPLATES[dimension].format(bin_level(score, span))
 
 
 #: What the harmony question shows: the paper's whole edited image, or the region with ``margin`` of context.
@@ -173,6 +176,7 @@ def harmony_instruction(
     reference: bool = False,
     view: str = "whole",
     margin: float = 0.3,
+    span: Span = NOMINAL_SPAN,
 ) -> Instruction:
     """Stage 2 harmony: the whole edited image → "Harmony level is: [level]." (appendix E.2).
 
@@ -194,11 +198,11 @@ def harmony_instruction(
         after.append(sentence(_cot(sample, "harmony")))
     text = ". " + " ".join([*after, HARMONY_REQUEST])
     question = _user(HARMONY_IMAGE_SENTENCE, None, text)
-    return Instruction([question, _assistant(level_answer("harmony", _mos(sample, "harmony")))], [edited])
+    return Instruction([question, _assistant(level_answer("harmony", _mos(sample, "harmony"), span))], [edited])
 
 
 def naturalness_instruction(
-    sample: PAISample, root: str | Path, with_cot: bool = False, margin: float = 0.0
+    sample: PAISample, root: str | Path, with_cot: bool = False, margin: float = 0.0, span: Span = NOMINAL_SPAN
 ) -> Instruction:
     """Stage 2 naturalness: the edited region's crop → "Naturalness level is: [level]." (appendix E.2).
 
@@ -208,7 +212,8 @@ def naturalness_instruction(
     cot = [sentence(_cot(sample, "naturalness"))] if with_cot else []
     text = ". " + " ".join([*cot, NATURALNESS_REQUEST])
     question = _user(NATURALNESS_IMAGE_SENTENCE, None, text)
-    return Instruction([question, _assistant(level_answer("naturalness", _mos(sample, "naturalness")))], [crop])
+    answer = level_answer("naturalness", _mos(sample, "naturalness"), span)
+    return Instruction([question, _assistant(answer)], [crop])
 
 
 def answer_template(task: str, prompts: str = "epaiqa") -> str:
@@ -217,7 +222,7 @@ def answer_template(task: str, prompts: str = "epaiqa") -> str:
 
 
 def qalign_instruction(
-    sample: PAISample, root: str | Path, task: str, view: str = "whole", margin: float = 0.3
+    sample: PAISample, root: str | Path, task: str, view: str = "whole", margin: float = 0.3, span: Span = NOMINAL_SPAN
 ) -> Instruction:
     """Q-Align's question about the task's input → "The quality of the image is [level]." (the task's MOS).
 
@@ -232,7 +237,7 @@ def qalign_instruction(
     else:
         image = crop_region(edited, sample.bbox, margin=margin) if view == "context" else edited
     question = _user(QALIGN_QUESTION + "\n", None)
-    answer = QALIGN_ANSWER.format(score_to_level(_mos(sample, task)))
+    answer = QALIGN_ANSWER.format(bin_level(_mos(sample, task), span))
     return Instruction([question, _assistant(answer)], [image])
 
 
@@ -253,7 +258,7 @@ def has_explain_cot(sample: PAISample) -> bool:
     return all((sample.cot or {}).get(section, "").strip() for section in sections)
 
 
-def explain_answer(sample: PAISample, with_cot: bool = True) -> str:
+def explain_answer(sample: PAISample, with_cot: bool = True, span: Span = NOMINAL_SPAN) -> str:
     """E.3's answer: completion level, its analysis, harmony and naturalness analyses, overall level.
 
     When the prompt is not (1) or partly (2) followed only the completion analysis follows, and the overall
@@ -266,7 +271,7 @@ def explain_answer(sample: PAISample, with_cot: bool = True) -> str:
     if completion < 3:
         overall = LOW_COMPLETION_OVERALL[completion]
     else:
-        overall = score_to_level(_mos(sample, "overall"))
+        overall = bin_level(_mos(sample, "overall"), span)
         if with_cot:
             parts.append("The harmony: " + sentence(_cot(sample, "harmony")))
             parts.append("The local naturalness: " + sentence(_cot(sample, "naturalness")))
@@ -275,7 +280,7 @@ def explain_answer(sample: PAISample, with_cot: bool = True) -> str:
 
 
 def explain_instruction(
-    sample: PAISample, root: str | Path, with_cot: bool = True, reference: bool = False
+    sample: PAISample, root: str | Path, with_cot: bool = True, reference: bool = False, span: Span = NOMINAL_SPAN
 ) -> Instruction:
     """Stage 3: source, edited image and prompt → explained overall editing quality (appendix E.3)."""
     source, edited = _open(root, sample.source), _open(root, sample.edited)
@@ -291,7 +296,7 @@ def explain_instruction(
         None,
         ". " + " ".join([*tail, EXPLAIN_REQUEST]),
     )
-    return Instruction([question, _assistant(explain_answer(sample, with_cot))], [source, edited])
+    return Instruction([question, _assistant(explain_answer(sample, with_cot, span))], [source, edited])
 
 
 def answer_text(conversation: Conversation) -> str:
