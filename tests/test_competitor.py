@@ -1,5 +1,6 @@
-"""Table 3's best competitors: the picks by training-set SRCC, the cross-validated fit, the end-to-end run."""
+"""Table 3's best competitors (picks by training-set SRCC, cross-validated fit, end-to-end run) and run scorers."""
 
+import csv
 from pathlib import Path
 
 import joblib
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 from helpers import make_cfg
 
-from epaiqa.errors import ConfigError
+from epaiqa.data.manifest import load_manifest
+from epaiqa.errors import ConfigError, DataError
 from epaiqa.eval.competitor import fit_regressor, pick_runs
 from epaiqa.eval.results import COMPLETION3, RunRecord, read_record, write_record
+from epaiqa.eval.scorer import load_scorer
 from epaiqa.train import train
 
 
@@ -100,3 +103,19 @@ def test_best_competitor_runs_from_sweep_folders(demo_root: Path, tmp_path: Path
     )
     with pytest.raises(ConfigError, match="no trained FR run"):
         train(cfg)
+
+
+def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, tmp_path: Path) -> None:
+    overrides = ["experiment=baseline_naturalness", "baseline=wadiqam_nr", "trainer.max_epochs=1"]
+    train(make_cfg(demo_root, tmp_path / "run", [*overrides, "trainer.limit_train_batches=2", "eval_untrained=false"]))
+    rows = list(csv.DictReader((tmp_path / "run" / "predictions.csv").open()))
+    by_id = {s.id: s for s in load_manifest(demo_root)}
+    for path in (tmp_path / "run", Path(read_record(tmp_path / "run").checkpoint)):
+        scorer = load_scorer(path)
+        pred = scorer.predict(demo_root, [by_id[r["id"]] for r in rows], "naturalness", batch_size=3)
+        assert [pred[r["id"]] for r in rows] == pytest.approx([float(r["pred"]) for r in rows], abs=1e-5)
+    with pytest.raises(DataError, match="not a run folder"):
+        load_scorer(tmp_path / "nowhere")
+    (tmp_path / "run" / "config.yaml").write_text("model:\n  _target_: epaiqa.models.lmm_module.EPAIQAScoring\n")
+    with pytest.raises(ConfigError, match="only baseline runs"):
+        load_scorer(tmp_path / "run")

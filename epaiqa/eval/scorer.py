@@ -75,11 +75,18 @@ class Scorer:
         return out
 
 
-def load_scorer(folder: str | Path) -> Scorer:
-    """The trained model of a baseline run folder; :class:`DataError` / :class:`ConfigError` naming what is missing."""
+def load_scorer(path: str | Path) -> Scorer:
+    """The trained model of a baseline run: its folder (best checkpoint) or one of its ``checkpoints/*.ckpt``.
+
+    :class:`DataError` / :class:`ConfigError` name what is missing or of another kind.
+    """
     from epaiqa.train import build  # train imports the results record; imported here to keep eval light
 
-    folder = Path(folder)
+    path = Path(path)
+    chosen = path if path.is_file() and path.suffix == ".ckpt" else None
+    folder = path.parent.parent if chosen is not None else path
+    if not folder.is_dir():
+        raise DataError(f"{path}: not a run folder or a checkpoint inside one")
     record = read_record(folder)
     config = folder / CONFIG
     if not config.is_file():
@@ -94,7 +101,7 @@ def load_scorer(folder: str | Path) -> Scorer:
             "bring other models' predictions in with `epaiqa evaluate`"
         )
     model = build(cfg.model)
-    path = checkpoint_of(folder, record)
+    path = chosen or checkpoint_of(folder, record)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         model.load_state_dict(state)
