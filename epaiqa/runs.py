@@ -16,6 +16,8 @@ import hashlib
 import os
 import secrets
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -103,10 +105,26 @@ def _setting_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in NOT_SETTING}
 
 
+#: overrides of a run composed inside another (the best competitor's candidates), set by :func:`composed_run`
+_NESTED_OVERRIDES: list[list[str]] = []
+
+
+@contextmanager
+def composed_run(overrides: list[str]) -> Iterator[None]:
+    """Within this block :func:`task_overrides` returns ``overrides``: a run composed and trained by another run."""
+    _NESTED_OVERRIDES.append(list(overrides))
+    try:
+        yield
+    finally:
+        _NESTED_OVERRIDES.pop()
+
+
 def task_overrides() -> list[str]:
-    """The command-line overrides of this Hydra job (empty outside Hydra)."""
+    """The command-line overrides of this Hydra job (empty outside Hydra), or of the run composed inside it."""
     from hydra.core.hydra_config import HydraConfig
 
+    if _NESTED_OVERRIDES:
+        return list(_NESTED_OVERRIDES[-1])
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)

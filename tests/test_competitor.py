@@ -119,3 +119,19 @@ def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, tmp_path: Pa
     (tmp_path / "run" / "config.yaml").write_text("model:\n  _target_: epaiqa.models.lmm_module.EPAIQAScoring\n")
     with pytest.raises(ConfigError, match="only baseline runs"):
         load_scorer(tmp_path / "run")
+
+
+def test_without_runs_the_candidates_are_trained_first_and_kept_on_rerun(demo_root: Path, tmp_path: Path) -> None:
+    fast = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "eval_untrained=false", "data.image_size=64"]
+    fast = "[" + ",".join(f"'{o}'" for o in [*fast, "logger=csv"]) + "]"  # quoted: Hydra's list of overrides
+    overrides = ["experiment=best_competitor", "competitor.candidates.nr=[wadiqam_nr]"]
+    overrides += [f"competitor.candidate_overrides={fast}", "competitor.grid.random_forest={n_estimators:[10]}"]
+    (record,) = train(make_cfg(demo_root, tmp_path, overrides)).values()
+    runs = {t: Path(p["run"]) for t, p in record.data["picks"].items()}
+    assert runs == {t: tmp_path / "candidates" / f"{t}_wadiqam_nr" for t in ("harmony", "naturalness")}
+    trained = read_record(runs["harmony"])
+    assert trained.model == "wadiqam_nr" and "baseline=wadiqam_nr" in trained.setting.overrides
+    assert trained.data_fingerprint == record.data_fingerprint and trained.seed == record.seed
+    stamp = (runs["harmony"] / "results.json").stat().st_mtime_ns
+    (again,) = train(make_cfg(demo_root, tmp_path, overrides)).values()
+    assert (runs["harmony"] / "results.json").stat().st_mtime_ns == stamp and again.test == record.test

@@ -5,7 +5,8 @@ harmony and the one on naturalness, predicts both sub-scores for every sample of
 fits a random forest from the two predicted sub-scores to the overall MOS on the training split, and scores the
 overall test split restricted to prompt completion 3. :func:`run_best_competitor` does exactly that from the run
 folders of finished sweeps (``competitor.runs``) and writes the usual results record (kind ``regressor``) with
-the picked runs, their training SRCCs and the regressor's cross-validated hyper-parameters.
+the picked runs, their training SRCCs and the regressor's cross-validated hyper-parameters. Given no runs, it
+trains the candidates itself first (``competitor.candidates``, into ``<run>/candidates/``).
 
 Hyper-parameters are chosen by grid search with grouped K-fold cross-validation on the training split only
 (folds by source image, so edits of one photo never sit on both sides); the record's training metrics are the
@@ -22,7 +23,7 @@ from typing import Any
 import joblib
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from sklearn.base import RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
@@ -36,7 +37,7 @@ from epaiqa.eval.results import COMPLETION3, RunRecord, find_records, n_of, prin
 from epaiqa.eval.scorer import load_scorer
 from epaiqa.io import atomic_write, atomic_write_csv
 from epaiqa.models.task import correlation_result
-from epaiqa.runs import git_commit, run_setting
+from epaiqa.runs import composed_run, git_commit, run_setting
 
 MODES = ("nr", "fr")
 #: the sub-scores the regressor reads, in feature order
@@ -174,18 +175,69 @@ def _features(picks: dict[str, Pick], root: Path, samples: list[PAISample], batc
     return np.asarray(columns, dtype=np.float64).T
 
 
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_run(overrides: list[str]) -> DictConfig:
+    """``conf/train.yaml`` composed with overrides, inside a running Hydra app or outside one."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _quoted(value: Any) -> str:
+    """A path as a quoted value of Hydra's override grammar (``~``, ``=``, ``,`` and spaces are safe inside)."""
+    text = str(value)
+    return f"'{text}'" if "'" not in text else '"' + text.replace('"', '\\"') + '"'
+
+
+def train_candidates(cfg: DictConfig, out: Path, mode: str) -> Path:
+    """Train ``competitor.candidates[mode]`` on harmony and on naturalness into ``OUT/candidates/<task>_<name>/``.
+
+    Each candidate is a Tables 1–2 run (``experiment=baseline_<task>``) with ``competitor.candidate_overrides``, on
+    this run's data root, demo cache and seed; a candidate whose results record exists is kept (resume).
+    """
+    from epaiqa.train import train
+
+    names = list((cfg.competitor.get("candidates") or {}).get(mode) or [])
+    if not names:
+        raise ConfigError(f"competitor.runs is empty and competitor.candidates.{mode} names no baseline to train")
+    common = [*cfg.competitor.get("candidate_overrides", []), f"seed={cfg.seed}"]
+    common.append(f"paths.cache_dir={_quoted(cfg.paths.cache_dir)}")
+    if cfg.data.get("root") is not None:
+        common.append(f"data.root={_quoted(cfg.data.root)}")
+    folder = out / "candidates"
+    for task in SUBTASKS:
+        for name in names:
+            target = folder / f"{task}_{name}"
+            if (target / "results.json").is_file():
+                continue
+            overrides = [f"experiment=baseline_{task}", f"baseline={name}", *common]
+            sub = compose_run(overrides)
+            with open_dict(sub):
+                sub.paths.output_dir = str(target)
+                sub.logger = cfg.get("logger")
+            with composed_run(overrides):
+                train(sub)
+    return folder
+
+
 def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
-    """Pick, predict, fit, test and record one best competitor (``competitor.*`` of the config)."""
+    """Pick, predict, fit, test and record one best competitor (``competitor.*`` of the config).
+
+    Without ``competitor.runs`` the candidates are trained first (:func:`train_candidates`).
+    """
     from epaiqa.train import build
 
     comp = cfg.competitor
     mode = str(comp.mode).lower()
-    runs = list(comp.runs or [])
-    if not runs:
-        raise ConfigError(
-            "competitor.runs is empty: give the sweep folders of the trained baselines, e.g. "
-            "competitor.runs=[multirun/<harmony sweep>,multirun/<naturalness sweep>]"
-        )
+    if mode not in MODES:
+        raise ConfigError(f"competitor.mode must be one of {', '.join(MODES)}, got {mode!r}")
+    runs = list(comp.runs or []) or [train_candidates(cfg, out, mode)]
     datamodule = build(cfg.data)
     root = datamodule.dataset_root
     samples, subsets = datamodule.load()
