@@ -22,7 +22,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from sklearn.base import RegressorMixin
 from sklearn.ensemble import RandomForestRegressor
@@ -165,14 +164,13 @@ def _rows(samples: list[PAISample], pred: np.ndarray, x: np.ndarray) -> list[dic
     ]
 
 
-def _features(picks: dict[str, Pick], root: Path, samples: list[PAISample], batch_size: int) -> np.ndarray:
-    columns = []
+def _features(picks: dict[str, Pick], root: Path, parts: list[list[PAISample]], batch_size: int) -> list[np.ndarray]:
+    """Per part, the (n, 2) matrix of the picked runs' harmony and naturalness predictions (each model loaded once)."""
+    preds = []
     for task in SUBTASKS:
         scorer = load_scorer(picks[task].run)
-        with torch.inference_mode():
-            pred = scorer.predict(root, samples, "overall", batch_size=batch_size)
-        columns.append([pred[s.id] for s in samples])
-    return np.asarray(columns, dtype=np.float64).T
+        preds.append(scorer.predict(root, [s for part in parts for s in part], "overall", batch_size=batch_size))
+    return [np.asarray([[p[s.id] for p in preds] for s in part], dtype=np.float64) for part in parts]
 
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -248,7 +246,7 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
     if not train or not test:
         raise ConfigError(f"{root}: the overall subset needs training and test samples ({len(train)} / {len(test)})")
     batch = int(comp.batch_size)
-    x_train, x_test = _features(picks, root, train, batch), _features(picks, root, test, batch)
+    x_train, x_test = _features(picks, root, [train, test], batch)
     y_train = np.asarray([s.score("overall") for s in train], dtype=np.float64)
     name = str(comp.regressor)
     grid = OmegaConf.to_container(comp.grid.get(name) or {}, resolve=True)

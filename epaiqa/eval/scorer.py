@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.progress import track
 from torch.utils.data import DataLoader
 
 from epaiqa.data.datasets import PAIDataset
@@ -69,7 +70,7 @@ class Scorer:
         self.model.eval()
         loader = DataLoader(self.dataset(root, samples, task), batch_size=batch_size)
         out: dict[str, float] = {}
-        for batch in loader:
+        for batch in track(loader, description=f"{self.record.model} scoring {len(loader.dataset)}", transient=True):
             pred = self.model(batch["img"], batch.get("ref")).float().tolist()
             out.update(zip(batch["id"], pred, strict=True))
         return out
