@@ -1,8 +1,9 @@
-"""``epaiqa`` command line: validate, prepare, demo-data, report, evaluate."""
+"""``epaiqa`` command line: validate, prepare, demo-data, report, evaluate, score."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -138,6 +139,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from epaiqa.eval.scorer import load_scorer
+
+    single = args.source is not None or args.edited is not None
+    if single == (args.manifest is not None) or (single and (args.source is None or args.edited is None)):
+        print("error: give --source and --edited (one pair) or --manifest ROOT --out FILE (a dataset)", file=sys.stderr)
+        return 2
+    if args.manifest is not None and args.out is None:
+        print("error: --manifest needs --out FILE (JSONL; a rerun resumes it)", file=sys.stderr)
+        return 2
+    scorer = load_scorer(args.checkpoint).to(args.device)
+    if single:
+        print(json.dumps(scorer(args.source, args.edited, args.prompt, args.bbox), indent=2))
+        return 0
+    if (message := _root_error(args.manifest)) is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    scored, kept = scorer.score_manifest(args.manifest, args.out, args.batch_size)
+    print(f"scored {scored} samples ({kept} kept from before) into {args.out} — {scorer.task} by {scorer.record.model}")
+    return 0
+
+
+def _bbox(text: str) -> list[float]:
+    """An argparse type: ``cx,cy,w,h`` as four numbers."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be four numbers cx,cy,w,h, got {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"must be four numbers cx,cy,w,h, got {text!r}")
+    return values
+
+
 def _int_at_least(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least ``low``."""
 
@@ -202,6 +236,17 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="the split scored (default: test)")
     ev.add_argument("--out", help="run folder to write (default: outputs/imported/<task>_<name>)")
     ev.set_defaults(func=_evaluate)
+    sc = sub.add_parser("score", help="score your own edits with a trained baseline run (one pair, or a dataset)")
+    sc.add_argument("checkpoint", help="a run folder or a checkpoint inside one (<run>/checkpoints/*.ckpt)")
+    sc.add_argument("--source", help="the source image")
+    sc.add_argument("--edited", help="the edited image")
+    sc.add_argument("--prompt", default="", help="the editing prompt")
+    sc.add_argument("--bbox", type=_bbox, help="the edited region cx,cy,w,h in [0, 1] (default: where they differ)")
+    sc.add_argument("--manifest", metavar="ROOT", help="score every sample of a dataset root instead")
+    sc.add_argument("--out", help="JSONL of id, score, level, task (with --manifest; a rerun resumes it)")
+    sc.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    sc.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    sc.set_defaults(func=_score)
     return p
 
 

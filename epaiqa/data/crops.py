@@ -46,3 +46,29 @@ def window_in_region(
     x0 = round(min(max(x0, 0), width - size_w))
     y0 = round(min(max(y0, 0), height - size_h))
     return x0, y0, x0 + size_w, y0 + size_h
+
+
+#: a pixel counts as edited when its mean absolute RGB difference exceeds this (0–255)
+DIFFERENCE_THRESHOLD = 24
+
+
+def difference_bbox(
+    source: Image.Image, edited: Image.Image, threshold: float = DIFFERENCE_THRESHOLD
+) -> tuple[float, float, float, float] | None:
+    """The bbox ⟨x, y, z1, z2⟩ of the pixels where the edited image differs from the source, or None if none do.
+
+    The source is resized to the edited image's size first. An edit that changes the whole photo (a style change)
+    gives a box close to the whole image.
+    """
+    import numpy as np
+
+    if source.size != edited.size:
+        source = source.resize(edited.size, Image.Resampling.BILINEAR)
+    diff = np.abs(np.asarray(edited.convert("RGB"), np.int16) - np.asarray(source.convert("RGB"), np.int16))
+    mask = diff.mean(axis=2) > threshold
+    if not mask.any():
+        return None
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    height, width = mask.shape
+    left, right, top, bottom = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+    return ((left + right) / 2 / width, (top + bottom) / 2 / height, (right - left) / width, (bottom - top) / height)

@@ -26,6 +26,10 @@ VIEWS: tuple[str, ...] = ("whole", "region", "context", "native")
 DEFAULT_VIEW = {"harmony": "whole", "naturalness": "region", "overall": "whole"}
 
 
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 class PAIDataset(Dataset):
     """Samples of one task as dict items: ``img`` (edited), ``ref`` (source, FR only), ``mos``, ``id``, ``edit_type``.
 
@@ -33,7 +37,8 @@ class PAIDataset(Dataset):
     handles are kept). With ``train=True`` the native window is placed at random inside the region and images
     are flipped at random, the same way for the edited and the source image, drawing from the seed that
     :class:`~epaiqa.data.base.EpochSampler` hands each sample; otherwise everything is deterministic. Items of
-    the overall task carry the sample's prompt ``completion`` (1–3) for the Table-3 subset.
+    the overall task carry the sample's prompt ``completion`` (1–3) for the Table-3 subset. ``require_mos=False``
+    (scoring unrated images) gives a missing MOS as NaN and an unknown edit type index as −1.
     """
 
     def __init__(
@@ -46,11 +51,12 @@ class PAIDataset(Dataset):
         reference: bool = False,
         margin: float = 0.3,
         train: bool = False,
+        require_mos: bool = True,
     ) -> None:
         if view not in VIEWS:
             raise ConfigError(f"data.view must be one of {', '.join(VIEWS)}, got {view!r}")
         missing = [s.id for s in samples if s.score(task) is None]
-        if missing:
+        if missing and require_mos:
             raise ConfigError(f"{len(missing)} samples have no {task} score, e.g. {missing[0]!r}")
         self.root = Path(root)
         self.samples = list(samples)
@@ -88,10 +94,10 @@ class PAIDataset(Dataset):
         box = self._box(sample, *edited.size, generator)
         item: dict[str, Any] = {
             "img": self._tensor(edited, box),
-            "mos": torch.tensor(sample.score(self.task), dtype=torch.float32),
+            "mos": torch.tensor(_or_nan(sample.score(self.task)), dtype=torch.float32),
             "id": sample.id,
             "edit_type": sample.edit_type,
-            "edit_type_index": EDIT_TYPES.index(sample.edit_type),
+            "edit_type_index": EDIT_TYPES.index(sample.edit_type) if sample.edit_type in EDIT_TYPES else -1,
         }
         if self.task == "overall":
             item["completion"] = int(sample.score("completion") or 0)

@@ -50,7 +50,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_bbox(bbox: Any) -> str | None:
+def check_bbox(bbox: Any) -> str | None:
+    """What is wrong with a bbox ⟨x, y, z1, z2⟩ (four numbers in [0, 1], inside the image), or None."""
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         return f"must be four numbers [x, y, width, height], got {bbox!r}"
     x, y, w, h = bbox
@@ -141,7 +142,7 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
             bad(key, str(exc))
     if not isinstance(data["prompt"], str) or not data["prompt"].strip():
         bad("prompt", "must be a non-empty string")
-    if (msg := _check_bbox(data["bbox"])) is not None:
+    if (msg := check_bbox(data["bbox"])) is not None:
         bad("bbox", msg)
     if data["edit_type"] not in EDIT_TYPES:
         bad("edit_type", f"unknown type {data['edit_type']!r} (known: {', '.join(EDIT_TYPES)})")

@@ -1,24 +1,36 @@
 """A finished baseline run as a scorer: its model, rebuilt from its ``config.yaml``, with its checkpoint's weights.
 
-:func:`load_scorer` reads a run folder (``results.json``, ``config.yaml``, ``checkpoints/``); :meth:`Scorer.predict`
-scores any samples of a dataset root the way the run saw its own test split (its view, input size, margin and
-reference image), on the run's task scale. The best-competitor regressors (Table 3) score the overall subset
+:func:`load_scorer` reads a run folder (``results.json``, ``config.yaml``, ``checkpoints/``) or one of its
+checkpoints; :meth:`Scorer.predict` scores samples of a dataset root the way the run saw its own test split (its
+view, input size, margin and reference image), on the run's task scale; calling the scorer scores one
+source/edited pair; :meth:`Scorer.score_manifest` scores a whole root into a JSONL file that ``epaiqa evaluate``
+reads, resuming where a previous call stopped. The best-competitor regressors (Table 3) score the overall subset
 with the picked runs this way.
+
+Memory stays bounded on large images: each image is decoded (up to ``EPAIQA_MAX_PIXELS``), cut to the run's view
+and resized to its input size at once, so a batch holds ``batch_size`` model-sized inputs.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 from torch.utils.data import DataLoader
 
+from epaiqa.data.crops import difference_bbox
 from epaiqa.data.datasets import PAIDataset
-from epaiqa.data.schema import PAISample
+from epaiqa.data.images import load_rgb
+from epaiqa.data.levels import bin_level
+from epaiqa.data.manifest import check_bbox, load_manifest
+from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import ConfigError, DataError
 from epaiqa.eval.results import RunRecord, read_record
 from epaiqa.runs import register_resolvers
@@ -49,8 +61,28 @@ class Scorer:
     cfg: DictConfig
     model: torch.nn.Module
 
+    @property
+    def task(self) -> str:
+        """The dimension the run's model scores (harmony, naturalness or overall)."""
+        return str(self.cfg.data.task)
+
+    @property
+    def view(self) -> str:
+        """What the model sees: whole, region, context or native (the run's ``data.view``)."""
+        return str(self.cfg.data.view)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> Scorer:
+        """Move the model to a device (``cpu``, ``cuda``, ``cuda:1``); returns the scorer."""
+        self.model.to(device)
+        return self
+
     def dataset(self, root: str | Path, samples: Sequence[PAISample], task: str) -> PAIDataset:
-        """``samples`` as the run's test split showed its samples (``task`` picks the MOS carried along)."""
+        """``samples`` as the run's test split showed its samples (``task`` picks the MOS carried along, if any)."""
         data = self.cfg.data
         return PAIDataset(
             root,
@@ -60,20 +92,94 @@ class Scorer:
             int(data.image_size),
             reference=bool(data.reference),
             margin=float(data.get("margin", 0.3)),
+            require_mos=False,
         )
 
     @torch.inference_mode()
     def predict(
-        self, root: str | Path, samples: Sequence[PAISample], task: str, batch_size: int = 32
+        self, root: str | Path, samples: Sequence[PAISample], task: str | None = None, batch_size: int = 32
     ) -> dict[str, float]:
         """The run's prediction (on its own task's scale) for each sample, by id."""
         self.model.eval()
-        loader = DataLoader(self.dataset(root, samples, task), batch_size=batch_size)
+        loader = DataLoader(self.dataset(root, samples, task or self.task), batch_size=batch_size)
         out: dict[str, float] = {}
         for batch in track(loader, description=f"{self.record.model} scoring {len(loader.dataset)}", transient=True):
-            pred = self.model(batch["img"], batch.get("ref")).float().tolist()
-            out.update(zip(batch["id"], pred, strict=True))
+            ref = batch.get("ref")
+            pred = self.model(batch["img"].to(self.device), None if ref is None else ref.to(self.device))
+            out.update(zip(batch["id"], pred.float().tolist(), strict=True))
         return out
+
+    def __call__(
+        self,
+        source: str | Path,
+        edited: str | Path,
+        prompt: str = "",
+        bbox: Sequence[float] | None = None,
+    ) -> dict[str, Any]:
+        """Score one source/edited pair: the run's dimension as a score and a level word, and the bbox used.
+
+        Without ``bbox`` a model that looks at the region takes the box of the pixels where the edited image
+        differs from the source (``bbox_source: difference``); a whole-image model needs none.
+        """
+        source, edited = Path(source).resolve(), Path(edited).resolve()
+        if bbox is not None and (problem := check_bbox(list(bbox))) is not None:
+            raise DataError(f"bbox: {problem}")
+        bbox_source = "given"
+        if bbox is None and self.view == "whole":
+            bbox, bbox_source = (0.5, 0.5, 1.0, 1.0), "not used (whole image)"
+        elif bbox is None:
+            found = difference_bbox(load_rgb(source), load_rgb(edited))
+            bbox, bbox_source = found or (0.5, 0.5, 1.0, 1.0), "difference" if found else "whole image (no difference)"
+        sample = PAISample("input", str(source), str(edited), prompt, tuple(bbox), "unknown")  # type: ignore[arg-type]
+        score = self.predict("/", [sample], batch_size=1)["input"]
+        lo, hi = SCORE_RANGES[self.task]
+        return {
+            "model": self.record.model,
+            "task": self.task,
+            "score": score,
+            "level": bin_level(score, (lo, hi)),
+            "bbox": [round(float(v), 6) for v in bbox],
+            "bbox_source": bbox_source,
+            "run": str(self.folder),
+        }
+
+    def score_manifest(self, root: str | Path, out: str | Path, batch_size: int = 32) -> tuple[int, int]:
+        """Score every sample of a dataset root into ``out`` (JSONL: ``id``, ``score``, ``level``, ``task``).
+
+        Ids already in ``out`` are skipped (a rerun resumes); lines are appended batch by batch, and a last line
+        a killed run left unfinished is dropped first. Returns (scored now, kept from before).
+        """
+        out = Path(out)
+        done = _finished_ids(out)
+        samples = [s for s in load_manifest(root, check_splits=False) if s.id not in done]
+        lo, hi = SCORE_RANGES[self.task]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as handle:
+            for start in range(0, len(samples), batch_size):
+                chunk = samples[start : start + batch_size]
+                pred = self.predict(root, chunk, batch_size=batch_size)
+                for s in chunk:
+                    row = {"id": s.id, "score": pred[s.id], "level": bin_level(pred[s.id], (lo, hi)), "task": self.task}
+                    handle.write(json.dumps(row) + "\n")
+                handle.flush()
+        return len(samples), len(done)
+
+
+def _finished_ids(path: Path) -> set[str]:
+    """Ids of the complete lines of a scores file (an unfinished last line is cut off the file)."""
+    if not path.is_file():
+        return set()
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text, encoding="utf-8")
+    ids = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path}:{number}: not a line this scorer wrote (JSON with an id)") from None
+    return ids
 
 
 def load_scorer(path: str | Path) -> Scorer:
@@ -101,7 +207,9 @@ def load_scorer(path: str | Path) -> Scorer:
             f"{folder}: a run of {target or 'an unknown model'} — only baseline runs ({SCORING_MODEL}) can score here; "
             "bring other models' predictions in with `epaiqa evaluate`"
         )
-    model = build(cfg.model)
+    with warnings.catch_warnings():  # torchmetrics' note on its validation buffers: no validation here
+        warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save")
+        model = build(cfg.model)
     path = chosen or checkpoint_of(folder, record)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]

@@ -1,0 +1,81 @@
+"""`epaiqa score` and `epaiqa.load_scorer`: one pair, a whole dataset with resume, bad input in one line."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import make_cfg
+from PIL import Image
+
+from epaiqa import load_scorer
+from epaiqa.cli import main
+from epaiqa.data.crops import difference_bbox
+from epaiqa.data.manifest import load_manifest
+from epaiqa.eval.imported import evaluate_predictions
+from epaiqa.eval.results import read_record
+from epaiqa.train import train
+
+
+@pytest.fixture(scope="module")
+def run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A naturalness baseline run (region view) trained for two batches."""
+    out = tmp_path_factory.mktemp("run")
+    overrides = ["experiment=baseline_naturalness", "baseline=wadiqam_nr", "trainer.max_epochs=1"]
+    train(make_cfg(demo_root, out, [*overrides, "trainer.limit_train_batches=2", "eval_untrained=false"]))
+    return out
+
+
+def test_difference_bbox_finds_the_changed_rectangle() -> None:
+    source = np.full((40, 80, 3), 100, np.uint8)
+    edited = source.copy()
+    edited[10:30, 20:60] = 200
+    bbox = difference_bbox(Image.fromarray(source), Image.fromarray(edited))
+    assert bbox == pytest.approx((0.5, 0.5, 0.5, 0.5))
+    assert difference_bbox(Image.fromarray(source), Image.fromarray(source)) is None
+
+
+def test_one_pair_from_the_cli_and_from_python(run: Path, demo_root: Path, capsys) -> None:
+    sample = load_manifest(demo_root)[0]
+    src, edit = str(demo_root / sample.source), str(demo_root / sample.edited)
+    assert main(["score", str(run), "--source", src, "--edited", edit, "--prompt", sample.prompt]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["task"] == "naturalness" and out["bbox_source"] == "difference" and isinstance(out["score"], float)
+    assert out["level"] in ("bad", "poor", "fair", "good", "excellent") and out["model"] == "wadiqam_nr"
+    given = load_scorer(run)(source=src, edited=edit, bbox=sample.bbox)
+    assert given["bbox_source"] == "given" and given["bbox"] == pytest.approx(list(sample.bbox), abs=1e-6)
+    rows = {r.split(",")[0]: r.split(",") for r in (run / "predictions.csv").read_text().splitlines()[1:]}
+    if sample.id in rows:  # a test sample: the same prediction the run wrote
+        assert given["score"] == pytest.approx(float(rows[sample.id][4]), abs=1e-5)
+
+
+def test_a_dataset_is_scored_resumably_and_feeds_evaluate(run: Path, demo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.jsonl"
+    assert main(["score", str(run), "--manifest", str(demo_root), "--out", str(out), "--batch-size", "7"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(load_manifest(demo_root)) and {"id", "score", "level", "task"} == set(json.loads(lines[0]))
+    out.write_text("\n".join(lines[:10]) + "\n" + lines[10][:15])  # killed while writing line 11
+    scorer = load_scorer(run)
+    assert scorer.score_manifest(demo_root, out, batch_size=5) == (len(lines) - 10, 10)
+    before = {r["id"]: r["score"] for r in map(json.loads, lines)}
+    after = {r["id"]: r["score"] for r in map(json.loads, out.read_text().splitlines())}
+    assert after.keys() == before.keys() and list(after.values()) == pytest.approx(list(before.values()), abs=1e-5)
+    imported = evaluate_predictions(demo_root, "naturalness", out, "scored")
+    assert imported.record.test["all"]["srcc"] == pytest.approx(read_record(run).test["all"]["srcc"], abs=1e-6)
+
+
+def test_bad_input_is_one_line(run: Path, demo_root: Path, tmp_path: Path, capsys) -> None:
+    sample = load_manifest(demo_root)[0]
+    src, edit = str(demo_root / sample.source), str(demo_root / sample.edited)
+    assert main(["score", str(run), "--source", src, "--edited", edit, "--bbox", "0.9,0.5,0.5,0.5"]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: bbox: box leaves the image horizontally")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", str(run), "--source", src, "--edited", edit, "--bbox", "0.5,0.5"])
+    assert exit_info.value.code == 2 and "four numbers cx,cy,w,h" in capsys.readouterr().err
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    assert main(["score", str(run), "--source", src, "--edited", str(tmp_path / "broken.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.png" in err
+    assert main(["score", str(run), "--source", src]) == 2
+    assert main(["score", str(tmp_path), "--source", src, "--edited", edit]) == 1
+    assert "results.json" in capsys.readouterr().err
