@@ -28,3 +28,17 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_copy(demo_root: Path, tmp_path: Path) -> Path:
     """A private copy of the small demo set."""
     return Path(shutil.copytree(demo_root, tmp_path / "root"))
+
+
+@pytest.fixture(scope="session")
+def baseline_sweep(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two trained baseline runs (WaDIQaM-NR, two batches): ``harmony/`` and ``naturalness/``."""
+    from helpers import make_cfg
+
+    from epaiqa.train import train
+
+    sweep = tmp_path_factory.mktemp("sweep")
+    one = ["baseline=wadiqam_nr", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "eval_untrained=false"]
+    for task in ("harmony", "naturalness"):
+        train(make_cfg(demo_root, sweep / task, [f"experiment=baseline_{task}", *one]))
+    return sweep

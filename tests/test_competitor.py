@@ -1,6 +1,7 @@
 """Table 3's best competitors (picks by training-set SRCC, cross-validated fit, end-to-end run) and run scorers."""
 
 import csv
+import shutil
 from pathlib import Path
 
 import joblib
@@ -73,21 +74,14 @@ def test_the_cross_validated_forest_learns_a_rule_of_the_sub_scores() -> None:
         fit_regressor(x, y, ["one"] * 120, "random_forest", grid, folds=4, seed=0)
 
 
-def test_best_competitor_runs_from_sweep_folders(demo_root: Path, tmp_path: Path) -> None:
-    one = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "eval_untrained=false"]
-    for task in ("harmony", "naturalness"):
-        train(
-            make_cfg(demo_root, tmp_path / "sweep" / task, [f"experiment=baseline_{task}", "baseline=wadiqam_nr", *one])
-        )
+def test_best_competitor_runs_from_sweep_folders(demo_root: Path, baseline_sweep: Path, tmp_path: Path) -> None:
+    comp = ["experiment=best_competitor", f"competitor.runs=[{baseline_sweep}]"]
     grid = "competitor.grid.random_forest={n_estimators:[20],max_depth:[2,null]}"
-    cfg = make_cfg(
-        demo_root, tmp_path / "comp", ["experiment=best_competitor", f"competitor.runs=[{tmp_path / 'sweep'}]", grid]
-    )
-    (record,) = train(cfg).values()
+    (record,) = train(make_cfg(demo_root, tmp_path / "comp", [*comp, grid])).values()
     assert record.kind == "regressor" and record.task == "overall" and record.model.startswith("best_competitor_nr(")
     picks = record.data["picks"]
-    assert {picks[t]["run"] for t in picks} == {str(tmp_path / "sweep" / t) for t in ("harmony", "naturalness")}
-    assert picks["harmony"]["train_srcc"] == read_record(tmp_path / "sweep" / "harmony").train["all"]["srcc"]
+    assert {picks[t]["run"] for t in picks} == {str(baseline_sweep / t) for t in ("harmony", "naturalness")}
+    assert picks["harmony"]["train_srcc"] == read_record(baseline_sweep / "harmony").train["all"]["srcc"]
     sub = record.subsets[COMPLETION3]["test"]
     assert 0 < sub["all"]["n"] < record.n and record.train["all"]["n"] > record.n
     assert read_record(tmp_path / "comp") == record
@@ -96,29 +90,23 @@ def test_best_competitor_runs_from_sweep_folders(demo_root: Path, tmp_path: Path
     forest = joblib.load(tmp_path / "comp" / "regressor.joblib")
     first = rows[1].split(",")
     assert forest.predict([[float(first[-2]), float(first[-1])]])[0] == pytest.approx(float(first[4]))
-    cfg = make_cfg(
-        demo_root,
-        tmp_path / "fr",
-        ["experiment=best_competitor", f"competitor.runs=[{tmp_path / 'sweep'}]", "competitor.mode=fr"],
-    )
     with pytest.raises(ConfigError, match="no trained FR run"):
-        train(cfg)
+        train(make_cfg(demo_root, tmp_path / "fr", [*comp, "competitor.mode=fr"]))
 
 
-def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, tmp_path: Path) -> None:
-    overrides = ["experiment=baseline_naturalness", "baseline=wadiqam_nr", "trainer.max_epochs=1"]
-    train(make_cfg(demo_root, tmp_path / "run", [*overrides, "trainer.limit_train_batches=2", "eval_untrained=false"]))
-    rows = list(csv.DictReader((tmp_path / "run" / "predictions.csv").open()))
+def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, baseline_sweep: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(baseline_sweep / "naturalness", tmp_path / "run"))  # moved: the checkpoint is found
+    rows = list(csv.DictReader((run / "predictions.csv").open()))
     by_id = {s.id: s for s in load_manifest(demo_root)}
-    for path in (tmp_path / "run", Path(read_record(tmp_path / "run").checkpoint)):
+    for path in (run, run / "checkpoints" / Path(read_record(run).checkpoint).name):
         scorer = load_scorer(path)
         pred = scorer.predict(demo_root, [by_id[r["id"]] for r in rows], "naturalness", batch_size=3)
         assert [pred[r["id"]] for r in rows] == pytest.approx([float(r["pred"]) for r in rows], abs=1e-5)
     with pytest.raises(DataError, match="not a run folder"):
         load_scorer(tmp_path / "nowhere")
-    (tmp_path / "run" / "config.yaml").write_text("model:\n  _target_: epaiqa.models.lmm_module.EPAIQAScoring\n")
+    (run / "config.yaml").write_text("model:\n  _target_: epaiqa.models.lmm_module.EPAIQAScoring\n")
     with pytest.raises(ConfigError, match="only baseline runs"):
-        load_scorer(tmp_path / "run")
+        load_scorer(run)
 
 
 def test_without_runs_the_candidates_are_trained_first_and_kept_on_rerun(demo_root: Path, tmp_path: Path) -> None:

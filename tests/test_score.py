@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_cfg
 from PIL import Image
 
 from epaiqa import load_scorer
@@ -14,16 +13,12 @@ from epaiqa.data.crops import difference_bbox
 from epaiqa.data.manifest import load_manifest
 from epaiqa.eval.imported import evaluate_predictions
 from epaiqa.eval.results import read_record
-from epaiqa.train import train
 
 
-@pytest.fixture(scope="module")
-def run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def run(baseline_sweep: Path) -> Path:
     """A naturalness baseline run (region view) trained for two batches."""
-    out = tmp_path_factory.mktemp("run")
-    overrides = ["experiment=baseline_naturalness", "baseline=wadiqam_nr", "trainer.max_epochs=1"]
-    train(make_cfg(demo_root, out, [*overrides, "trainer.limit_train_batches=2", "eval_untrained=false"]))
-    return out
+    return baseline_sweep / "naturalness"
 
 
 def test_difference_bbox_finds_the_changed_rectangle() -> None:
