@@ -12,6 +12,8 @@ def test_logistic_plcc_straightens_a_monotonic_nonlinear_relation() -> None:
     out = correlations(x, mos)
     assert out["plcc_logistic"] > 0.99 > out["plcc"] and out["n"] == 300
     assert out["srcc"] > 0.98 and 0 < out["krcc"] < out["srcc"] and out["rmse"] > 1
+    flipped = correlations(-x, mos)  # falls as MOS rises: negative, as its SRCC
+    assert flipped["plcc_logistic"] < -0.99 and flipped["srcc"] < -0.98
 
 
 def test_undefined_metrics_are_none() -> None:

@@ -27,7 +27,11 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
 
 
 def logistic_plcc(preds: np.ndarray, target: np.ndarray) -> float | None:
-    """PLCC after fitting :func:`logistic4` from predictions to MOS; None if the fit does not converge."""
+    """PLCC after fitting :func:`logistic4` from predictions to MOS; None if the fit does not converge.
+
+    The fit may come out decreasing; the PLCC then takes the sign of that direction, so predictions that fall as
+    MOS rises keep a negative value, as their SRCC does.
+    """
     p0 = [float(target.max()), float(target.min()), float(np.mean(preds)), float(np.std(preds)) or 1.0]
     with warnings.catch_warnings(), np.errstate(over="ignore"):  # exp saturates far from the midpoint: harmless
         warnings.simplefilter("ignore", OptimizeWarning)
@@ -38,7 +42,8 @@ def logistic_plcc(preds: np.ndarray, target: np.ndarray) -> float | None:
         mapped = logistic4(preds, *params)
     if not np.all(np.isfinite(mapped)) or float(np.std(mapped)) == 0.0:
         return None
-    return float(np.corrcoef(mapped, target)[0, 1])
+    direction = 1.0 if params[0] >= params[1] else -1.0
+    return direction * float(np.corrcoef(mapped, target)[0, 1])
 
 
 def correlations(preds: torch.Tensor, target: torch.Tensor) -> dict[str, float | None]:
