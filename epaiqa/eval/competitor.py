@@ -239,7 +239,8 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
     datamodule = build(cfg.data)
     root = datamodule.dataset_root
     samples, subsets = datamodule.load()
-    picks = pick_runs(runs, mode, datamodule.fingerprint())
+    fingerprint = datamodule.fingerprint()
+    picks = pick_runs(runs, mode, fingerprint)
     by_id = {s.id: s for s in samples}
     train = [by_id[i] for i in subsets["overall"]["train"]]
     test = [by_id[i] for i in subsets["overall"]["test"]]
@@ -266,7 +267,7 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
         split_seed=datamodule.split_seed,
         setting=run_setting(cfg),
         git_commit=git_commit(),
-        data_fingerprint=datamodule.fingerprint(),
+        data_fingerprint=fingerprint,
         lineage=[picks[t].run for t in SUBTASKS],
         train=on_train.metrics,
         subsets={COMPLETION3: {"test": on_test.subsets[COMPLETION3], "train": on_train.subsets[COMPLETION3]}},

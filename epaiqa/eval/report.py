@@ -162,8 +162,9 @@ def _ablation_rows(records: list[RunRecord]) -> dict[str, list[Row]]:
     """Tables 5–7: rows by version; a version run in two settings (or of two models) is two rows."""
     groups: dict[str, dict[tuple[str, str, str], list[tuple[RunRecord, dict[Cell, float]]]]] = defaultdict(dict)
     for r in records:
-        for table, label, cells in ablation_entries(r):
-            base = epaiqa_version(r)[0]  # type: ignore[index]
+        entries = ablation_entries(r)
+        base = epaiqa_version(r)[0] if entries else ""  # type: ignore[index]
+        for table, label, cells in entries:
             groups[table].setdefault((label, base, r.setting.key), []).append((r, cells))
     out = {}
     for table, by_key in sorted(groups.items()):

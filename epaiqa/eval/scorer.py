@@ -131,7 +131,7 @@ class Scorer:
             found = difference_bbox(load_rgb(source), load_rgb(edited))
             bbox, bbox_source = found or (0.5, 0.5, 1.0, 1.0), "difference" if found else "whole image (no difference)"
         sample = PAISample("input", str(source), str(edited), prompt, tuple(bbox), "unknown")  # type: ignore[arg-type]
-        score = self.predict("/", [sample], batch_size=1)["input"]
+        score = self.predict("/", [sample], batch_size=1)["input"]  # absolute paths: "/" / path is the path
         lo, hi = SCORE_RANGES[self.task]
         return {
             "model": self.record.model,
