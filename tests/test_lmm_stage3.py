@@ -175,3 +175,28 @@ def test_stage3_logs_the_explanations_as_a_wandb_table(demo_root: Path, tmp_path
     assert table["columns"] == list(EXPLANATION_COLUMNS) and len(table["data"]) == 3
     explanations = [json.loads(line)["explanation"] for line in (tmp_path / "explanations.jsonl").open()]
     assert [row[EXPLANATION_COLUMNS.index("explanation")] for row in table["data"]] == explanations
+
+
+def test_stage3_encodes_its_images_once_and_reads_the_same_overall_level(demo_root: Path) -> None:
+    from epaiqa.lmm.instructions import ANSWER_TEMPLATES, explain_instruction
+    from epaiqa.lmm.scoring import score
+    from epaiqa.models.lmm_module import EPAIQAExplain
+
+    stage = EPAIQAExplain(backbone="tiny", max_new_tokens=6).eval()
+    samples = _overall_test(demo_root, 3)
+    built = [explain_instruction(s, demo_root, with_cot=False) for s in samples]
+    batch = {"conversations": [b.conversation for b in built], "images": [b.images for b in built], "samples": samples}
+    tower = next(m for name, m in stage.model.named_modules() if name.endswith("vision_tower"))
+    calls = []
+    hook = tower.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        stage.test_step(batch, 0)
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # the generation's prefill; the overall readout reuses its cache
+    rows = stage._rows
+    prefixes = [overall_prefix(r["explanation"])[0] for r in rows]
+    again = score(
+        stage.model, stage.processor, batch["conversations"], batch["images"], ANSWER_TEMPLATES["overall"], prefixes
+    )
+    assert torch.allclose(torch.tensor([r["pred"] for r in rows]), again, atol=1e-4)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -12,15 +12,29 @@ from PIL import Image
 from epaiqa.lmm.instructions import Conversation, prompt_only, tokenizer_of
 
 
+class Generation(NamedTuple):
+    """A batch's answers and what generating them left behind, for reading more off the same encoding.
+
+    ``cache`` holds the keys/values of the left-padded prompts (``prompts``, their ``attention_mask``) and of the
+    generated tokens; :func:`~epaiqa.lmm.scoring.score_continuations` crops it back to the prompts and reads a
+    level after each answer without encoding the images again.
+    """
+
+    texts: list[str]
+    prompts: list[str]
+    attention_mask: torch.Tensor
+    cache: Any
+
+
 @torch.no_grad()
-def generate_answers(
+def generate(
     model: Any,
     processor: Any,
     conversations: Sequence[Conversation],
     images: Sequence[Sequence[Image.Image]],
     max_new_tokens: int,
-) -> list[str]:
-    """The model's greedy answer to each conversation's question (a trailing answer is dropped).
+) -> Generation:
+    """The model's greedy answer to each conversation's question (a trailing answer is dropped), with its cache.
 
     Prompts are left-padded so that generation continues every row; the processor's padding side is restored.
     """
@@ -37,5 +51,21 @@ def generate_answers(
     inputs = inputs.to(model.device, dtype=model.dtype)
     # sharded models (FSDP, ZeRO-3) need every process in every step until all have finished
     synced = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, synced_gpus=synced)
-    return [t.strip() for t in tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)]
+    out = model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, synced_gpus=synced, return_dict_in_generate=True
+    )
+    length = inputs["input_ids"].shape[1]
+    texts = [t.strip() for t in tokenizer.batch_decode(out.sequences[:, length:], skip_special_tokens=True)]
+    cache = out.cache if "cache" in type(out).__dataclass_fields__ else out.past_key_values  # transformers 5.2x: cache
+    return Generation(texts, prompts, inputs["attention_mask"], cache)
+
+
+def generate_answers(
+    model: Any,
+    processor: Any,
+    conversations: Sequence[Conversation],
+    images: Sequence[Sequence[Image.Image]],
+    max_new_tokens: int,
+) -> list[str]:
+    """The model's greedy answer to each conversation's question (see :func:`generate`)."""
+    return generate(model, processor, conversations, images, max_new_tokens).texts

@@ -8,6 +8,7 @@ each level word, and the word must be one token there.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from epaiqa.data.levels import LEVEL_WEIGHTS, LEVELS
 from epaiqa.errors import ConfigError
+from epaiqa.lmm.generation import Generation
 from epaiqa.lmm.instructions import Conversation, prompt_only, tokenizer_of
 
 
@@ -138,3 +140,64 @@ def score(
     logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits
     rows = torch.arange(len(prompts), device=logits.device)
     return score_from_logits(logits[rows, column.to(logits.device)], readout.ids).cpu()
+
+
+def cache_arguments(model: Any, cache: Any, positions: torch.Tensor) -> dict[str, Any]:
+    """A forward's keyword arguments continuing ``cache`` at ``positions``.
+
+    transformers 5.2x takes ``cache``; earlier versions ``past_key_values`` and ``cache_position``.
+    """
+    params = inspect.signature(model.forward).parameters
+    if "cache" in params:
+        return {"cache": cache}
+    return {"past_key_values": cache, "cache_position": positions}
+
+
+@torch.no_grad()
+def score_continuations(
+    model: Any, processor: Any, generation: Generation, answer_prefixes: Sequence[str], template_answer: str
+) -> torch.Tensor:
+    """Q-Align scores (1..5, float32, CPU) read after each answer prefix, from the generation's own cache.
+
+    The cache is cropped back to the prompts; one forward over the prefixes' tokens (right-padded after the
+    left-padded prompts, positions continuing each prompt's) gives the level logits at each row's last prefix
+    token — what :func:`score` gives for the same prompts and prefixes, without encoding the images again.
+    """
+    tokenizer = tokenizer_of(processor)
+    rows = len(generation.prompts)
+    if len(answer_prefixes) != rows:
+        raise ValueError(f"{rows} generated answers but {len(answer_prefixes)} answer prefixes")
+    readout = level_readout(processor, template_answer, context=generation.prompts[0])
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    chunks = []
+    for prompt, prefix in zip(generation.prompts, answer_prefixes, strict=True):
+        head, full = ids(prompt), ids(prompt + prefix)
+        if full[: len(head)] != head or len(full) == len(head):
+            raise ValueError(f"the answer prefix {prefix[:40]!r} merges with the prompt in tokenisation")
+        chunks.append(full[len(head) :])
+    mask = generation.attention_mask
+    device, width, length = mask.device, max(map(len, chunks)), mask.shape[1]
+    chunk_ids = torch.full((rows, width), tokenizer.pad_token_id or 0, dtype=torch.long, device=device)
+    chunk_mask = torch.zeros((rows, width), dtype=mask.dtype, device=device)
+    for row, chunk in enumerate(chunks):
+        chunk_ids[row, : len(chunk)] = torch.tensor(chunk, device=device)
+        chunk_mask[row, : len(chunk)] = 1
+    positions = mask.sum(dim=1, keepdim=True) + torch.arange(width, device=device)
+    excess = generation.cache.get_seq_length() - length
+    if excess > 0:
+        generation.cache.crop(-excess)  # a negative count removes that many tokens (transformers 4.45 to 5)
+    last = torch.tensor([len(c) - 1 for c in chunks], device=device)
+    keep, column = torch.unique(last, return_inverse=True)
+    logits = model(
+        input_ids=chunk_ids,
+        attention_mask=torch.cat([mask, chunk_mask], dim=1),
+        position_ids=positions,
+        logits_to_keep=keep,
+        use_cache=True,
+        **cache_arguments(model, generation.cache, torch.arange(length, length + width, device=device)),
+    ).logits
+    picked = logits[torch.arange(rows, device=logits.device), column.to(logits.device)]
+    return score_from_logits(picked, readout.ids).cpu()

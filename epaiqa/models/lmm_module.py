@@ -6,7 +6,7 @@ their weights went through). Stage 1 tests by generating the box and parsing it 
 failures); stage 2 scores every test sample in one forward pass — softmax over the five level tokens' logits
 at the answer position, weighted 1..5 — and reports SRCC/PLCC per task and edit type (``train=false`` gives
 the zero-shot rows, zeroshot_<backbone>); stage 3 generates explanations, reads the overall level after them the same
-way, and reports completion accuracy.
+way (from the generation's own KV cache: the images are encoded once), and reports completion accuracy.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from epaiqa.errors import ConfigError
 from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings, merge_lora_weights
 from epaiqa.lmm.backbones import backbone_settings, build_backbone
 from epaiqa.lmm.explain import overall_prefix, parse_completion
-from epaiqa.lmm.generation import generate_answers
+from epaiqa.lmm.generation import generate, generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
 from epaiqa.lmm.loss import answer_loss
-from epaiqa.lmm.scoring import score
+from epaiqa.lmm.scoring import score, score_continuations
 from epaiqa.models.task import BaseTask, TaskResult, correlation_result
 
 #: Checkpoint key of the stages the weights went through, oldest first.
@@ -274,9 +274,11 @@ class EPAIQAExplain(EPAIQAStage):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         convs, images = batch["conversations"], batch["images"]
-        texts = generate_answers(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
+        generation = generate(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
+        texts = generation.texts
         prefixes, wrote = zip(*(overall_prefix(t) for t in texts), strict=True)
-        scores = score(self.model, self.processor, convs, images, ANSWER_TEMPLATES["overall"], answer_prefixes=prefixes)
+        # the overall level is read off the generation's own cache: the images are encoded once
+        scores = score_continuations(self.model, self.processor, generation, prefixes, ANSWER_TEMPLATES["overall"])
         for sample, conv, text, own, value in zip(batch["samples"], convs, texts, wrote, scores.tolist(), strict=True):
             self.add_rows(
                 [
