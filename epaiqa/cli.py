@@ -127,7 +127,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (message := _root_error(args.root)) is not None:
         print(f"error: {message}", file=sys.stderr)
         return 1
-    imported = evaluate_predictions(args.root, args.task, args.predictions, args.name, args.split)
+    imported = evaluate_predictions(args.root, args.task, args.predictions, args.name, args.split, args.field)
     out = Path(args.out) if args.out else Path("outputs") / "imported" / f"{args.task}_{args.name}"
     write_record(out, imported.record)
     atomic_write_csv(out / "predictions.csv", imported.rows)
@@ -235,15 +235,22 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--name", required=True, help="the model's name in the tables")
     ev.add_argument("--split", default="test", help="the split scored (default: test)")
     ev.add_argument("--out", help="run folder to write (default: outputs/imported/<task>_<name>)")
+    ev.add_argument("--field", help="the column/key with the scores (default: score, else pred; e.g. harmony)")
     ev.set_defaults(func=_evaluate)
-    sc = sub.add_parser("score", help="score your own edits with a trained baseline run (one pair, or a dataset)")
+    sc = sub.add_parser(
+        "score", help="score your own edits with a trained run: a baseline, an EPAIQA stage or a best competitor"
+    )
     sc.add_argument("checkpoint", help="a run folder or a checkpoint inside one (<run>/checkpoints/*.ckpt)")
     sc.add_argument("--source", help="the source image")
     sc.add_argument("--edited", help="the edited image")
     sc.add_argument("--prompt", default="", help="the editing prompt")
-    sc.add_argument("--bbox", type=_bbox, help="the edited region cx,cy,w,h in [0, 1] (default: where they differ)")
+    sc.add_argument(
+        "--bbox",
+        type=_bbox,
+        help="the edited region cx,cy,w,h in [0, 1] (default: stage-1 grounding if in the lineage, else the change)",
+    )
     sc.add_argument("--manifest", metavar="ROOT", help="score every sample of a dataset root instead")
-    sc.add_argument("--out", help="JSONL of id, score, level, task (with --manifest; a rerun resumes it)")
+    sc.add_argument("--out", help="JSONL of id, score, level, task, every dimension (with --manifest; resumable)")
     sc.add_argument("--batch-size", type=_int_at_least(1), default=32)
     sc.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     sc.set_defaults(func=_score)

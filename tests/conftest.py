@@ -42,3 +42,29 @@ def baseline_sweep(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     for task in ("harmony", "naturalness"):
         train(make_cfg(demo_root, sweep / task, [f"experiment=baseline_{task}", *one]))
     return sweep
+
+
+#: the fewest steps and tokens a tiny LMM stage trains and tests with
+LMM_FAST = [
+    "trainer.limit_train_batches=1",
+    "model.max_new_tokens=8",
+    "data.limit_train_eval=2",
+    "eval_untrained=false",
+]
+
+
+@pytest.fixture(scope="session")
+def lmm_chain(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The paper's chain on the tiny backbone, one step a stage: run folders ``s1`` → ``s2`` (mixed) → ``s3``."""
+    from helpers import make_cfg
+
+    from epaiqa.train import train
+
+    base = tmp_path_factory.mktemp("chain")
+    runs = {"s1": base / "s1", "s2": base / "s2", "s3": base / "s3"}
+    train(make_cfg(demo_root, runs["s1"], ["experiment=stage1_grounding", "data.limit_test=2", *LMM_FAST]))
+    s2 = ["experiment=stage2_mixed", "data.limit_test=4", f"model.init_from={runs['s1']}/checkpoints/last.ckpt"]
+    train(make_cfg(demo_root, runs["s2"], [*s2, *LMM_FAST]))
+    s3 = ["experiment=stage3_explain", "data.limit_test=4", f"model.init_from={runs['s2']}/checkpoints/last.ckpt"]
+    train(make_cfg(demo_root, runs["s3"], [*s3, *LMM_FAST]))
+    return runs

@@ -90,6 +90,16 @@ def test_best_competitor_runs_from_sweep_folders(demo_root: Path, baseline_sweep
     forest = joblib.load(tmp_path / "comp" / "regressor.joblib")
     first = rows[1].split(",")
     assert forest.predict([[float(first[-2]), float(first[-1])]])[0] == pytest.approx(float(first[4]))
+    # the run scores like it tested: a batch of its test samples, and one pair with its bbox given
+    scorer = load_scorer(tmp_path / "comp")
+    by_id = {s.id: s for s in load_manifest(demo_root)}
+    table = list(csv.DictReader((tmp_path / "comp" / "predictions.csv").open()))[:3]
+    got = scorer.manifest_rows(demo_root, [by_id[r["id"]] for r in table])
+    assert [g["score"] for g in got] == pytest.approx([float(r["pred"]) for r in table], abs=1e-5)
+    one = by_id[table[0]["id"]]
+    pair = scorer(demo_root / one.source, demo_root / one.edited, one.prompt, one.bbox)
+    assert pair["overall"]["score"] == pytest.approx(float(table[0]["pred"]), abs=1e-5)
+    assert pair["harmony"]["score"] == pytest.approx(float(table[0]["harmony_pred"]), abs=1e-5)
     with pytest.raises(ConfigError, match="no trained FR run"):
         train(make_cfg(demo_root, tmp_path / "fr", [*comp, "competitor.mode=fr"]))
 
@@ -104,8 +114,8 @@ def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, baseline_swe
         assert [pred[r["id"]] for r in rows] == pytest.approx([float(r["pred"]) for r in rows], abs=1e-5)
     with pytest.raises(DataError, match="not a run folder"):
         load_scorer(tmp_path / "nowhere")
-    (run / "config.yaml").write_text("model:\n  _target_: epaiqa.models.lmm_module.EPAIQAScoring\n")
-    with pytest.raises(ConfigError, match="only baseline runs"):
+    (run / "config.yaml").write_text("model:\n  _target_: some.other.Model\n")
+    with pytest.raises(ConfigError, match=r"some\.other\.Model, which cannot score here"):
         load_scorer(run)
 
 

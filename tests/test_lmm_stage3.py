@@ -115,26 +115,11 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
     assert rows[first_test]["reference_answer"] == explain_answer(sample, with_cot=False)
 
 
-def test_stages_1_2_3_chain_and_record_their_lineage(demo_root: Path, tmp_path: Path) -> None:
-    train(
-        make_cfg(
-            demo_root,
-            tmp_path / "s1",
-            ["experiment=stage1_grounding", "data.limit_test=2", "eval_untrained=false", *FAST],
-        )
-    )
-    s1 = tmp_path / "s1" / "checkpoints" / "last.ckpt"
+def test_stages_1_2_3_chain_and_record_their_lineage(
+    demo_root: Path, tmp_path: Path, lmm_chain: dict[str, Path]
+) -> None:
+    s1, s2, s3 = (lmm_chain[k] / "checkpoints" / "last.ckpt" for k in ("s1", "s2", "s3"))
     stage2 = ["experiment=stage2_mixed", "data.limit_test=4", "eval_untrained=false", f"model.init_from={s1}"]
-    train(make_cfg(demo_root, tmp_path / "s2", [*stage2, *FAST]))
-    s2 = tmp_path / "s2" / "checkpoints" / "last.ckpt"
-    train(
-        make_cfg(
-            demo_root,
-            tmp_path / "s3",
-            ["experiment=stage3_explain", "data.limit_test=4", f"model.init_from={s2}", *FAST],
-        )
-    )
-    s3 = tmp_path / "s3" / "checkpoints" / "last.ckpt"
     lineage = [torch.load(c, map_location="cpu", weights_only=True)[LINEAGE_KEY] for c in (s1, s2, s3)]
     assert lineage == [["grounding"], ["grounding", "scoring"], ["grounding", "scoring", "explain"]]
 

@@ -74,3 +74,57 @@ def test_bad_input_is_one_line(run: Path, demo_root: Path, tmp_path: Path, capsy
     assert main(["score", str(run), "--source", src]) == 2
     assert main(["score", str(tmp_path), "--source", src, "--edited", edit]) == 1
     assert "results.json" in capsys.readouterr().err
+
+
+def _test_row(run: Path, task: str) -> dict[str, str]:
+    import csv
+
+    return next(r for r in csv.DictReader((run / "predictions.csv").open()) if r["task"] == task)
+
+
+def test_a_stage2_run_scores_its_dimensions_as_it_tested(lmm_chain: dict[str, Path], demo_root: Path, capsys) -> None:
+    run = lmm_chain["s2"]
+    by_id = {s.id: s for s in load_manifest(demo_root)}
+    row = _test_row(run, "harmony")
+    sample = by_id[row["id"]]
+    src, edit = str(demo_root / sample.source), str(demo_root / sample.edited)
+    bbox = ",".join(str(v) for v in sample.bbox)
+    assert main(["score", str(run), "--source", src, "--edited", edit, "--bbox", bbox]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["stage"] == "scoring" and out["lineage"] == ["grounding", "scoring"] and out["bbox_source"] == "given"
+    assert set(out) >= {"harmony", "naturalness"} and "overall" not in out and "explanation" not in out
+    assert out["harmony"]["score"] == pytest.approx(float(row["pred"]), abs=1e-4)
+    assert out["harmony"]["level"] == ("bad", "poor", "fair", "good", "excellent")[round(out["harmony"]["score"]) - 1]
+    assert 1.0 <= out["naturalness"]["score"] <= 5.0
+    # without a bbox: stage 1 is in the lineage, so the model is asked first; the tiny one answers no box
+    free = load_scorer(run)(src, edit)
+    assert free["bbox_source"] in ("grounding (stage 1)", "difference (the stage-1 answer did not parse)")
+
+
+def test_a_stage3_run_explains_and_scores_every_dimension(
+    lmm_chain: dict[str, Path], demo_root: Path, tmp_path: Path
+) -> None:
+    run = lmm_chain["s3"]
+    by_id = {s.id: s for s in load_manifest(demo_root)}
+    explained = {r["id"]: r for r in map(json.loads, (run / "explanations.jsonl").read_text().splitlines())}
+    row = _test_row(run, "overall")
+    sample = by_id[row["id"]]
+    scorer = load_scorer(run)
+    out = scorer(demo_root / sample.source, demo_root / sample.edited, sample.prompt, sample.bbox)
+    assert out["stage"] == "explain" and {"harmony", "naturalness", "overall", "completion", "explanation"} <= set(out)
+    assert out["explanation"] == explained[sample.id]["explanation"]
+    assert out["overall"]["score"] == pytest.approx(float(row["pred"]), abs=1e-4)
+    assert set(out["completion"]) == {"level", "verdict"}
+    scores = tmp_path / "scores.jsonl"
+    ids = list(explained)
+    assert main(["score", str(run), "--manifest", str(demo_root), "--out", str(scores), "--batch-size", "16"]) == 0
+    lines = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert len(lines) == len(by_id) and lines[0]["task"] == "overall"
+    assert {"score", "level", "harmony", "harmony_level", "naturalness", "overall", "completion", "explanation"} <= set(
+        lines[0]
+    )
+    mine = {r["id"]: r for r in lines}
+    assert [mine[i]["overall"] for i in ids] == pytest.approx([explained[i]["pred"] for i in ids], abs=1e-4)
+    for field in ("overall", "harmony"):
+        imported = evaluate_predictions(demo_root, field, scores, "scored", field=field)
+        assert imported.record.test["all"]["n"] > 0

@@ -62,18 +62,22 @@ def _score(path: Path, line: int, value: Any) -> float:
     return number
 
 
-def _csv_rows(path: Path) -> list[tuple[int, Any, Any]]:
+def _wanted(columns: tuple[str, ...]) -> str:
+    return f"a {columns[0]!r}" + (f" (or {columns[1]!r})" if len(columns) > 1 else "")
+
+
+def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, Any, Any]]:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in reader.fieldnames or []]
-        column = next((c for c in SCORE_COLUMNS if c in header), None)
+        column = next((c for c in columns if c in header), None)
         if ID_COLUMN not in header or column is None:
-            raise DataError(f"{path}:1: the header needs an 'id' and a 'score' (or 'pred') column, got {header}")
+            raise DataError(f"{path}:1: the header needs an 'id' and {_wanted(columns)} column, got {header}")
         reader.fieldnames = header
         return [(reader.line_num, row.get(ID_COLUMN), row.get(column)) for row in reader]
 
 
-def _jsonl_rows(path: Path) -> list[tuple[int, Any, Any]]:
+def _jsonl_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, Any, Any]]:
     out = []
     for line, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not text.strip():
@@ -83,20 +87,26 @@ def _jsonl_rows(path: Path) -> list[tuple[int, Any, Any]]:
         except ValueError as exc:
             raise DataError(f"{path}:{line}: not a JSON object ({exc})") from None
         if not isinstance(item, dict) or ID_COLUMN not in item:
-            raise DataError(f"{path}:{line}: needs an object with 'id' and 'score' (or 'pred')")
-        column = next((c for c in SCORE_COLUMNS if c in item), None)
+            raise DataError(f"{path}:{line}: needs an object with 'id' and {_wanted(columns)} field")
+        column = next((c for c in columns if c in item), None)
         if column is None:
-            raise DataError(f"{path}:{line}: needs a 'score' (or 'pred') field")
+            raise DataError(f"{path}:{line}: needs {_wanted(columns)} field")
         out.append((line, item[ID_COLUMN], item[column]))
     return out
 
 
-def read_predictions(path: str | Path) -> dict[str, float]:
-    """Per-sample scores of a CSV (``id``, ``score``/``pred``) or JSONL (``.jsonl``/``.json``) file, by id."""
+def read_predictions(path: str | Path, field: str | None = None) -> dict[str, float]:
+    """Per-sample scores of a CSV (``id``, ``score``/``pred``) or JSONL (``.jsonl``/``.json``) file, by id.
+
+    ``field`` names another column or key to read (``epaiqa score`` files of an EPAIQA model hold one per
+    dimension: ``harmony``, ``naturalness``, ``overall``).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: predictions file not found")
-    rows = _jsonl_rows(path) if path.suffix.lower() in (".jsonl", ".json") else _csv_rows(path)
+    columns = (field,) if field else SCORE_COLUMNS
+    suffix = path.suffix.lower()
+    rows = _jsonl_rows(path, columns) if suffix in (".jsonl", ".json") else _csv_rows(path, columns)
     scores: dict[str, float] = {}
     for line, raw_id, value in rows:
         sample_id = str(raw_id if raw_id is not None else "").strip()
@@ -111,9 +121,12 @@ def read_predictions(path: str | Path) -> dict[str, float]:
 
 
 def evaluate_predictions(
-    root: str | Path, task: str, predictions: str | Path, name: str, split: str = "test"
+    root: str | Path, task: str, predictions: str | Path, name: str, split: str = "test", field: str | None = None
 ) -> Imported:
-    """Score a predictions file on ``task``'s ``split`` of the dataset at ``root``; the record is not written."""
+    """Score a predictions file on ``task``'s ``split`` of the dataset at ``root``; the record is not written.
+
+    ``field``: the column or key holding the scores (default ``score``, else ``pred``).
+    """
     if task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     root = Path(root)
@@ -121,7 +134,7 @@ def evaluate_predictions(
     subsets = load_splits(root, samples)
     if split not in subsets[task]:
         raise DataError(f"{root / SPLITS}: the {task} subset has no {split!r} split ({', '.join(subsets[task])})")
-    scores = read_predictions(predictions)
+    scores = read_predictions(predictions, field)
     by_id = {s.id: s for s in samples}
     unknown = sorted(set(scores) - set(by_id))
     if unknown:

@@ -1,11 +1,12 @@
-"""A finished baseline run as a scorer: its model, rebuilt from its ``config.yaml``, with its checkpoint's weights.
+"""A finished run as a scorer: its model, rebuilt from its ``config.yaml``, with its checkpoint's weights.
 
 :func:`load_scorer` reads a run folder (``results.json``, ``config.yaml``, ``checkpoints/``) or one of its
-checkpoints; :meth:`Scorer.predict` scores samples of a dataset root the way the run saw its own test split (its
-view, input size, margin and reference image), on the run's task scale; calling the scorer scores one
-source/edited pair; :meth:`Scorer.score_manifest` scores a whole root into a JSONL file that ``epaiqa evaluate``
-reads, resuming where a previous call stopped. The best-competitor regressors (Table 3) score the overall subset
-with the picked runs this way.
+checkpoints: a baseline run here (:class:`Scorer`), an EPAIQA stage in :mod:`epaiqa.eval.lmm_scorer`, a best
+competitor in :mod:`epaiqa.eval.competitor_scorer`. Calling a scorer scores one source/edited pair;
+``score_manifest`` scores a whole root into a JSONL file that ``epaiqa evaluate`` reads, resuming where a previous
+call stopped. A baseline's :meth:`Scorer.predict` scores samples of a dataset root the way the run saw its own
+test split (its view, input size, margin and reference image), on the run's task scale; the best-competitor
+regressors (Table 3) score the overall subset with their picked runs this way.
 
 Memory stays bounded on large images: each image is decoded (up to ``EPAIQA_MAX_PIXELS``), cut to the run's view
 and resized to its input size at once, so a batch holds ``batch_size`` model-sized inputs.
@@ -32,7 +33,7 @@ from epaiqa.data.levels import bin_level
 from epaiqa.data.manifest import check_bbox, load_manifest
 from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import ConfigError, DataError
-from epaiqa.eval.results import RunRecord, read_record
+from epaiqa.eval.results import RESULTS, RunRecord, read_record
 from epaiqa.runs import register_resolvers
 
 CONFIG = "config.yaml"
@@ -52,8 +53,34 @@ def checkpoint_of(folder: Path, record: RunRecord) -> Path:
     raise DataError(f"{folder}: no checkpoint found (looked for {', '.join(str(p) for p in candidates)})")
 
 
+class ManifestScoring:
+    """What every scorer shares: scoring a whole dataset root into a resumable JSONL file."""
+
+    def manifest_rows(self, root: str | Path, samples: Sequence[PAISample]) -> list[dict[str, Any]]:
+        """The scores-file lines of one batch of samples (each with its ``id``)."""
+        raise NotImplementedError
+
+    def score_manifest(self, root: str | Path, out: str | Path, batch_size: int = 32) -> tuple[int, int]:
+        """Score every sample of a dataset root into ``out`` (JSONL, one object per sample, ``id`` and ``score``).
+
+        Ids already in ``out`` are skipped (a rerun resumes); lines are appended batch by batch, and a last line
+        a killed run left unfinished is dropped first. Returns (scored now, kept from before).
+        """
+        out = Path(out)
+        done = _finished_ids(out)
+        samples = [s for s in load_manifest(root, check_splits=False) if s.id not in done]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        starts = range(0, len(samples), batch_size)
+        with out.open("a", encoding="utf-8") as handle:
+            for start in track(starts, description=f"scoring {len(samples)} samples ({len(done)} done before)"):
+                for row in self.manifest_rows(root, samples[start : start + batch_size]):
+                    handle.write(json.dumps(row) + "\n")
+                handle.flush()
+        return len(samples), len(done)
+
+
 @dataclass
-class Scorer:
+class Scorer(ManifestScoring):
     """A trained baseline of a run folder, ready to score samples."""
 
     folder: Path
@@ -143,26 +170,14 @@ class Scorer:
             "run": str(self.folder),
         }
 
-    def score_manifest(self, root: str | Path, out: str | Path, batch_size: int = 32) -> tuple[int, int]:
-        """Score every sample of a dataset root into ``out`` (JSONL: ``id``, ``score``, ``level``, ``task``).
-
-        Ids already in ``out`` are skipped (a rerun resumes); lines are appended batch by batch, and a last line
-        a killed run left unfinished is dropped first. Returns (scored now, kept from before).
-        """
-        out = Path(out)
-        done = _finished_ids(out)
-        samples = [s for s in load_manifest(root, check_splits=False) if s.id not in done]
+    def manifest_rows(self, root: str | Path, samples: Sequence[PAISample]) -> list[dict[str, Any]]:
+        """Scores-file lines of a batch: ``id``, ``score``, ``level``, ``task``."""
+        pred = self.predict(root, samples, batch_size=len(samples))
         lo, hi = SCORE_RANGES[self.task]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a", encoding="utf-8") as handle:
-            for start in range(0, len(samples), batch_size):
-                chunk = samples[start : start + batch_size]
-                pred = self.predict(root, chunk, batch_size=batch_size)
-                for s in chunk:
-                    row = {"id": s.id, "score": pred[s.id], "level": bin_level(pred[s.id], (lo, hi)), "task": self.task}
-                    handle.write(json.dumps(row) + "\n")
-                handle.flush()
-        return len(samples), len(done)
+        return [
+            {"id": s.id, "score": pred[s.id], "level": bin_level(pred[s.id], (lo, hi)), "task": self.task}
+            for s in samples
+        ]
 
 
 def _finished_ids(path: Path) -> set[str]:
@@ -182,19 +197,28 @@ def _finished_ids(path: Path) -> set[str]:
     return ids
 
 
-def load_scorer(path: str | Path) -> Scorer:
-    """The trained model of a baseline run: its folder (best checkpoint) or one of its ``checkpoints/*.ckpt``.
+def load_scorer(path: str | Path) -> ManifestScoring:
+    """The trained model of a run: its folder (best checkpoint) or one of its ``checkpoints/*.ckpt``.
 
+    A baseline run gives a :class:`Scorer` of its dimension; an EPAIQA stage-1/2/3 run an
+    :class:`~epaiqa.eval.lmm_scorer.LMMScorer` of every dimension its model knows; a best-competitor run (Table 3)
+    a :class:`~epaiqa.eval.competitor_scorer.RegressorScorer` of the overall score from its picked runs.
     :class:`DataError` / :class:`ConfigError` name what is missing or of another kind.
     """
-    from epaiqa.train import build  # train imports the results record; imported here to keep eval light
+    from epaiqa.eval.lmm_scorer import STAGE_MODELS, build_lmm_scorer
 
     path = Path(path)
     chosen = path if path.is_file() and path.suffix == ".ckpt" else None
     folder = path.parent.parent if chosen is not None else path
     if not folder.is_dir():
         raise DataError(f"{path}: not a run folder or a checkpoint inside one")
-    record = read_record(folder)
+    if (folder / RESULTS).is_file() and not (folder / CONFIG).is_file() and (folder.parent / CONFIG).is_file():
+        folder = folder.parent  # a task's record of a run that tested several (stage 2 mixed: <run>/<task>/)
+    record = run_record(folder)
+    if record.kind == "regressor":
+        from epaiqa.eval.competitor_scorer import load_regressor_scorer
+
+        return load_regressor_scorer(folder, record)
     config = folder / CONFIG
     if not config.is_file():
         raise DataError(f"{folder}: no {CONFIG} (not a run folder written by run.py)")
@@ -202,15 +226,31 @@ def load_scorer(path: str | Path) -> Scorer:
     cfg = OmegaConf.load(config)
     assert isinstance(cfg, DictConfig)
     target = OmegaConf.select(cfg, "model._target_")
+    if target in STAGE_MODELS:
+        return build_lmm_scorer(folder, record, cfg, chosen or checkpoint_of(folder, record))
     if target != SCORING_MODEL:
         raise ConfigError(
-            f"{folder}: a run of {target or 'an unknown model'} — only baseline runs ({SCORING_MODEL}) can score here; "
-            "bring other models' predictions in with `epaiqa evaluate`"
+            f"{folder}: a run of {target or 'an unknown model'}, which cannot score here (baselines, EPAIQA stages and "
+            "best competitors can); bring other models' predictions in with `epaiqa evaluate`"
         )
+    return _baseline_scorer(folder, record, cfg, chosen or checkpoint_of(folder, record))
+
+
+def run_record(folder: Path) -> RunRecord:
+    """The run's record; for a run that tested several tasks (``<run>/<task>/results.json``), the first task's."""
+    if not (folder / RESULTS).is_file():
+        tasks = sorted(d for d in folder.iterdir() if (d / RESULTS).is_file())
+        if tasks:
+            return read_record(tasks[0])
+    return read_record(folder)
+
+
+def _baseline_scorer(folder: Path, record: RunRecord, cfg: DictConfig, path: Path) -> Scorer:
+    from epaiqa.train import build  # train imports the results record; imported here to keep eval light
+
     with warnings.catch_warnings():  # torchmetrics' note on its validation buffers: no validation here
         warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save")
         model = build(cfg.model)
-    path = chosen or checkpoint_of(folder, record)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         model.load_state_dict(state)
