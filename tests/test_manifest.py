@@ -224,3 +224,27 @@ def test_splits_ids_are_not_reported_again_for_a_broken_manifest_line(demo_copy:
     records[0] = '{"id": broken'
     rewrite(demo_copy, records)
     assert [str(p)[:30] for p in validate(demo_copy)[1]] == ["manifest.jsonl:1: json: not va"]
+
+
+def test_a_remembered_root_is_decoded_once_and_a_changed_image_again(
+    demo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import epaiqa.data.manifest as manifest
+
+    monkeypatch.setenv("EPAIQA_CACHE", str(tmp_path / "cache"))
+    decoded: list[Path] = []
+    real = manifest.image_problem
+    monkeypatch.setattr(manifest, "image_problem", lambda path: decoded.append(path) or real(path))
+    first, problems = validate(demo_copy, remember=True)
+    images = {p for s in first for p in (s.source, s.edited)}
+    assert not problems and len(decoded) == len(images)  # every source and edited image, once
+    decoded.clear()
+    again, problems = validate(demo_copy, remember=True)
+    assert not problems and decoded == [] and again == first
+    edited = demo_copy / first[0].edited
+    edited.write_bytes(edited.read_bytes()[:200])  # truncated since: decoded again and reported
+    _, problems = validate(demo_copy, remember=True)
+    assert [p.field for p in problems] == ["edited"] and decoded == [edited]
+    decoded.clear()
+    validate(demo_copy)  # without remember (epaiqa validate): everything is decoded
+    assert len(decoded) == len(images)

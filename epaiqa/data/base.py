@@ -154,7 +154,7 @@ class BaseDataModule(L.LightningDataModule):
     def load(self) -> tuple[list[PAISample], dict[str, dict[str, list[str]]]]:
         """The validated samples and the checked subsets of the root."""
         root = self.dataset_root
-        samples = load_manifest(root)
+        samples = load_manifest(root, remember=True)  # a sweep's jobs decode the root's images once
         subsets = load_splits(root, samples)
         self.split_seed = split_seed(root)
         if self.resplit_seed is not None:

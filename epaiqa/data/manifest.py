@@ -6,8 +6,10 @@ bad input. :func:`load_manifest` raises :class:`~epaiqa.errors.DataError` carryi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 from epaiqa.data.images import check_image
 from epaiqa.data.schema import COT_FIELDS, EDIT_TYPES, MANIFEST, SCORE_RANGES, SPLITS, PAISample
 from epaiqa.data.splits import splits_problems
+from epaiqa.data.validated import ValidatedImages
 from epaiqa.errors import DataError
 from epaiqa.io import atomic_write_text
 
@@ -40,10 +43,21 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     """``root / relpath``, or ValueError if the path is absolute or leaves the root."""
     if not relpath or Path(relpath).is_absolute() or relpath.startswith(("/", "\\")) or ":" in relpath[:3]:
         raise ValueError(f"{relpath!r} must be a path relative to the dataset root")
-    resolved = (root / relpath).resolve()
-    if not resolved.is_relative_to(root.resolve()):
+    base = _real(str(root))
+    parts = Path(relpath).parts
+    resolved = os.path.join(base, *parts)
+    # the root is real already: only a link or '..' inside the relative part can lead elsewhere
+    if ".." in parts or any(os.path.islink(os.path.join(base, *parts[: i + 1])) for i in range(len(parts))):
+        resolved = os.path.realpath(resolved)
+    if resolved != base and not resolved.startswith(base.rstrip(os.sep) + os.sep):
         raise ValueError(f"{relpath!r} leaves the dataset root")
-    return resolved
+    return Path(resolved)
+
+
+@functools.lru_cache(maxsize=16)
+def _real(root: str) -> str:
+    """The root's real path (resolved once per process: a sweep job checks thousands of paths against it)."""
+    return os.path.realpath(root)
 
 
 def _is_number(value: Any) -> bool:
@@ -165,8 +179,13 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
     return sample, problems
 
 
-def check_lines(lines: Iterable[str], root: Path, check_images: bool = True) -> tuple[list[PAISample], list[Problem]]:
-    """Check manifest lines (numbered from 1, blank lines skipped): the valid samples and every problem."""
+def check_lines(
+    lines: Iterable[str], root: Path, check_images: bool = True, memo: ValidatedImages | None = None
+) -> tuple[list[PAISample], list[Problem]]:
+    """Check manifest lines (numbered from 1, blank lines skipped): the valid samples and every problem.
+
+    With a ``memo``, images it knows unchanged are not decoded again, and those that pass are added to it.
+    """
     samples: list[PAISample] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
@@ -187,7 +206,7 @@ def check_lines(lines: Iterable[str], root: Path, check_images: bool = True) -> 
             for key in ("source", "edited"):
                 rel = getattr(sample, key)
                 if rel not in images:
-                    images[rel] = image_problem(resolve_inside(root, rel))
+                    images[rel] = _checked(root, rel, memo)
                 msg, size = images[rel]
                 if msg is not None:
                     problems.append(Problem(MANIFEST, lineno, key, f"{rel}: {msg}"))
@@ -204,6 +223,18 @@ def check_lines(lines: Iterable[str], root: Path, check_images: bool = True) -> 
     return samples, problems
 
 
+def _checked(root: Path, rel: str, memo: ValidatedImages | None) -> tuple[str | None, tuple[int, int] | None]:
+    """:func:`image_problem` of an image of the root, skipped for one the memo knows unchanged."""
+    path = resolve_inside(root, rel)
+    known = memo.size(rel, path) if memo is not None else None
+    if known is not None:
+        return None, known
+    message, size = image_problem(path)
+    if memo is not None and message is None and size is not None:
+        memo.passed(rel, path, size)
+    return message, size
+
+
 def check_samples(root: str | Path, samples: Iterable[PAISample]) -> list[Problem]:
     """The problems :func:`validate` would report for a manifest written from ``samples`` (images not opened)."""
     lines = [json.dumps(s.to_json(), ensure_ascii=False) for s in samples]
@@ -214,7 +245,7 @@ def check_samples(root: str | Path, samples: Iterable[PAISample]) -> list[Proble
 
 
 def validate(
-    root: str | Path, check_images: bool = True, check_splits: bool = True
+    root: str | Path, check_images: bool = True, check_splits: bool = True, remember: bool = False
 ) -> tuple[list[PAISample], list[Problem]]:
     """Check every line (and, optionally, every image) of ``ROOT/manifest.jsonl``, and ``ROOT/splits.json``.
 
@@ -222,7 +253,9 @@ def validate(
     against the displayed size. With ``check_splits``, ``splits.json``, when present, is checked by
     :func:`~epaiqa.data.splits.check_splits` (problems on line 0; its ids are matched against the manifest
     only when the manifest has no problems, so that one broken line is not reported twice).
-    Returns the valid samples and every problem found; a sample with any problem is left out.
+    Returns the valid samples and every problem found; a sample with any problem is left out. ``remember``: images
+    that decoded before and have not changed since are not decoded again (:mod:`epaiqa.data.validated`; the jobs of
+    a sweep validate a root once).
     """
     root = Path(root)
     manifest = root / MANIFEST
@@ -237,7 +270,10 @@ def validate(
     except (OSError, UnicodeDecodeError) as exc:
         return [], [Problem(MANIFEST, 0, "file", f"cannot be read ({exc})")]
 
-    samples, problems = check_lines(lines, root, check_images=check_images)
+    memo = ValidatedImages(root) if remember and check_images else None
+    samples, problems = check_lines(lines, root, check_images=check_images, memo=memo)
+    if memo is not None:
+        memo.save()
     if not samples and not problems:
         problems.append(Problem(MANIFEST, 0, "file", "holds no samples"))
     if (
@@ -249,9 +285,11 @@ def validate(
     return samples, problems
 
 
-def load_manifest(root: str | Path, check_images: bool = True, check_splits: bool = True) -> list[PAISample]:
+def load_manifest(
+    root: str | Path, check_images: bool = True, check_splits: bool = True, remember: bool = False
+) -> list[PAISample]:
     """All samples of a dataset root, or :class:`DataError` listing every problem :func:`validate` finds."""
-    samples, problems = validate(root, check_images=check_images, check_splits=check_splits)
+    samples, problems = validate(root, check_images=check_images, check_splits=check_splits, remember=remember)
     if problems:
         where = Path(root) / MANIFEST if all(p.file == MANIFEST for p in problems) else f"dataset root {root}"
         raise DataError(f"{where} is invalid ({len(problems)} problems):", [str(p) for p in problems])
