@@ -13,7 +13,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Compose the config, train, test, write results.json; return test SRCC for sweepers."""
+    """Compose the config, train, test, write results.json; return the sweepers' objective (best val SRCC)."""
     return run(cfg)
 
 

@@ -1,4 +1,4 @@
-"""``epaiqa`` command line: validate, prepare, demo-data, report, evaluate, score."""
+"""``epaiqa`` command line: validate, prepare, demo-data, report, stats, evaluate, score, dashboard, judge, cot."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def _report(args: argparse.Namespace) -> int:
     from epaiqa.eval.report import collect, log_to_wandb, scalars_to_markdown, to_markdown, write_report
 
     report = collect(args.dirs)
-    if not report.tables and not report.scalars and not report.failed:
+    if not report.tables and not report.scalars and not report.failed and not report.judged:
         print(f"error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
@@ -98,7 +98,18 @@ def _report(args: argparse.Namespace) -> int:
         print(to_markdown(task, rows, plcc))
     for task, rows in report.scalars.items():
         print(scalars_to_markdown(task, rows))
+    if report.judged:  # Table 4: the judged explanations (epaiqa judge)
+        from epaiqa.eval.table4 import table4_markdown, table4_rows
+
+        print(table4_markdown(table4_rows(report.judged)))
     written = write_report(report, out, plcc)
+    if args.html:
+        from epaiqa.eval.html import write_html
+
+        page, notes = write_html(report, args.dirs, out, plcc)
+        written.append(page)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
     for failure in report.failed:
         trace = f" (traceback: {Path(failure['dir']) / failure['traceback']})" if failure.get("traceback") else ""
         print(f"FAILED {failure['dir']}: {failure.get('error', '?')}{trace}")
@@ -116,6 +127,22 @@ def _report(args: argparse.Namespace) -> int:
     if report.failed and not args.allow_failed:
         print(f"error: {len(report.failed)} job(s) failed (--allow-failed to exit 0)", file=sys.stderr)
         return 1
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from epaiqa.data.manifest import load_manifest
+    from epaiqa.eval.figures import divergence_grid, write_dataset_figures
+
+    if (message := _root_error(args.root)) is not None:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    samples = load_manifest(args.root, check_images=False, check_splits=False)
+    out = Path(args.out) if args.out else Path("outputs") / "stats" / Path(args.root).resolve().name
+    for path in write_dataset_figures(samples, out):
+        print(f"wrote {path}")
+    print(f"{len(samples)} samples; Fig. 7, the mean overall score with full prompt completion:")
+    print(divergence_grid(samples).to_text())
     return 0
 
 
@@ -158,6 +185,42 @@ def _score(args: argparse.Namespace) -> int:
         return 1
     scored, kept = scorer.score_manifest(args.manifest, args.out, args.batch_size)
     print(f"scored {scored} samples ({kept} kept from before) into {args.out} — {scorer.task} by {scorer.record.model}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from epaiqa.dashboard import build_report, build_workspace, can_save, dashboard_spec, find_offline_runs, save_online
+    from epaiqa.io import atomic_write_json
+
+    dirs = args.dirs or [d for d in ("outputs", "multirun") if Path(d).is_dir()]
+    if not dirs:
+        print("error: no outputs/ or multirun/ here: give --dirs RUN_DIRS", file=sys.stderr)
+        return 1
+    found = find_offline_runs(dirs)
+    runs = [r for r in found if r.project == args.project]
+    if not runs:
+        others = f" (found runs of: {', '.join(sorted({r.project for r in found}))})" if found else ""
+        print(f"error: no W&B runs of project {args.project} under {', '.join(dirs)}{others}", file=sys.stderr)
+        return 1
+    entity = args.entity or os.environ.get("WANDB_ENTITY") or ""
+    workspace, report = build_workspace(args.project, entity, runs), build_report(args.project, entity, runs)
+    out = Path(args.out) if args.out else Path(dirs[0]) / "wandb_dashboard.json"
+    atomic_write_json(out, dashboard_spec(workspace, report))
+    groups = ", ".join(sorted({r.group for r in runs if r.group})) or "no group"
+    print(f"{len(runs)} runs of {args.project} ({groups}): wrote the workspace and report spec to {out}")
+    if (reason := can_save()) is not None:
+        print(f"not saved to W&B ({reason}): `wandb sync` the runs, then run this online to save the dashboard")
+        return 0
+    if not entity:
+        print("error: saving to W&B needs --entity (or WANDB_ENTITY)", file=sys.stderr)
+        return 1
+    try:
+        urls = save_online(workspace, build_report(args.project, entity, runs, bind=True))
+    except Exception as exc:  # network, login or server refusal: one line, the spec is on disk
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: could not save to W&B ({type(exc).__name__}: {reason}); the spec is in {out}", file=sys.stderr)
+        return 1
+    print("saved: " + " ".join(urls))
     return 0
 
 
@@ -227,7 +290,12 @@ def parser() -> argparse.ArgumentParser:
         default="raw",
         help="the PLCC the markdown tables show: raw, or after VQEG's 4-parameter logistic fit (the CSV has both)",
     )
+    rp.add_argument("--html", action="store_true", help="also write report.html: the tables and the paper's figures")
     rp.set_defaults(func=_report)
+    st = sub.add_parser("stats", help="the dataset figures of a root's manifest (the paper's Figs. 4, 6, 7) as PNG")
+    st.add_argument("root", help="dataset root (manifest.jsonl)")
+    st.add_argument("--out", help="folder for the PNGs (default: outputs/stats/<root name>)")
+    st.set_defaults(func=_stats)
     ev = sub.add_parser("evaluate", help="score an external model's per-sample predictions like a run (kind: imported)")
     ev.add_argument("--root", required=True, help="dataset root (manifest.jsonl, splits.json)")
     ev.add_argument("--task", required=True, choices=["harmony", "naturalness", "overall"])
@@ -254,6 +322,15 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=_int_at_least(1), default=32)
     sc.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     sc.set_defaults(func=_score)
+    db = sub.add_parser("dashboard", help="a W&B workspace and report comparing runs (saved when online)")
+    db.add_argument("--project", required=True, help="the W&B project of the runs (logger.wandb.project: epaiqa)")
+    db.add_argument("--entity", help="the W&B entity to save to (default: WANDB_ENTITY)")
+    db.add_argument("--dirs", nargs="+", help="run or sweep folders with W&B run files (default: outputs multirun)")
+    db.add_argument("--out", help="the spec's JSON file (default: FIRST_DIR/wandb_dashboard.json)")
+    db.set_defaults(func=_dashboard)
+    from epaiqa.llm.commands import add_commands  # judge, cot: the LMM clients' subcommands
+
+    add_commands(sub)
     return p
 
 

@@ -23,6 +23,7 @@ from epaiqa.io import atomic_write_csv, atomic_write_json, atomic_write_text, sw
 from epaiqa.models.task import BaseTask, TaskResult
 from epaiqa.runs import DeterministicEpochs, check_profile, git_commit, record_model_name, run_setting
 from epaiqa.scale import check_strategy
+from epaiqa.wandb_logging import log_comparison, with_comparison_keys
 
 #: sweep jobs of this process that failed (run.py exits non-zero when any did)
 FAILED_JOBS: list[str] = []
@@ -62,12 +63,13 @@ def train(cfg: DictConfig) -> dict[str, RunRecord]:
     check_stage(datamodule, model)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks.append(DeterministicEpochs(int(cfg.seed)))
-    loggers = [build(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    loggers = [build(with_comparison_keys(cfg, lg)) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
     ok = False
     try:
         records = _fit_test_record(cfg, out, datamodule, model, trainer)
+        log_comparison(cfg, trainer.loggers, records, out, datamodule.dataset_root)  # W&B: the comparison keys
         ok = True
         return records
     finally:  # one W&B run per train() call: sweeps in one process, tests, notebooks
@@ -144,6 +146,9 @@ def write_run(
     data |= {k: getattr(datamodule, k) for k in ("view", "reference", "with_cot") if hasattr(datamodule, k)}
     if getattr(datamodule, "level_spans", None):  # levels.range=observed: the MOS span each task's words bin
         data["level_spans"] = {t: list(span) for t, span in datamodule.level_spans.items()}
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+    if trained and checkpoint is not None and checkpoint.best_model_score is not None:
+        data["best_val"] = {"metric": checkpoint.monitor, "value": float(checkpoint.best_model_score)}
     common = {
         "model": record_model_name(str(cfg.get("model_name") or type(model).__name__), type(model).STAGE, lineage),
         "kind": "trained" if trained else "zero-shot",
@@ -251,4 +256,12 @@ def run(cfg: DictConfig) -> float | None:
     if not records:  # a non-zero rank of a distributed run
         return None
     first = next(iter(records.values()))
-    return first.test["all"].get("srcc") if first.is_table else None
+    return objective(first)
+
+
+def objective(record: RunRecord) -> float | None:
+    """What a sweeper maximises: the best validation SRCC of the run, else (no validation split) the test SRCC."""
+    best = (record.data or {}).get("best_val") or {}
+    if best.get("value") is not None:
+        return float(best["value"])
+    return record.test["all"].get("srcc") if record.is_table else None

@@ -31,6 +31,7 @@ import numpy as np
 
 from epaiqa.errors import EPAIQAError
 from epaiqa.eval.results import COLUMNS, COMPLETION3, TYPE_LABELS, RunRecord, find_records, read_record
+from epaiqa.eval.table4 import find_judgements, write_table4
 from epaiqa.io import atomic_write_text
 from epaiqa.runs import EPAIQA_PREFIX
 
@@ -85,6 +86,7 @@ class Report:
     ablations: dict[str, list[Row]] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    judged: list[dict[str, Any]] = field(default_factory=list)  # judge.json files: Table 4 (epaiqa.eval.table4)
 
 
 def _labels(records: list[RunRecord]) -> dict[tuple[str, str, str], str]:
@@ -213,6 +215,8 @@ def collect(dirs: list[str | Path]) -> Report:
         target = report.tables if kind == "table" else report.scalars
         target[task] = [by_label[label] for label in sorted(by_label)]
     report.ablations = _ablation_rows(records)
+    report.judged, unjudged = find_judgements(dirs)
+    report.unreadable += unjudged
     for path in failed:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -333,6 +337,7 @@ def write_report(report: Report, out: str | Path, plcc: str = "plcc") -> list[Pa
     for task, rows in report.scalars.items():
         written.append(atomic_write_text(out / f"{task}.csv", scalars_to_csv(rows)))
         written.append(atomic_write_text(out / f"{task}.md", scalars_to_markdown(task, rows)))
+    written += write_table4(report.judged, out)
     return written
 
 

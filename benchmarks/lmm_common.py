@@ -1,0 +1,39 @@
+"""Backbones and questions the LMM benchmarks share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import DEMO_CACHE
+
+
+def load_backbone(name: str) -> tuple[Any, Any]:
+    """``tiny`` (random) or ``mini`` (pretrained parts, from the cache) in eval mode."""
+    from epaiqa.lmm.backbones import build_backbone
+
+    model, processor = build_backbone(backbone_spec(name))
+    model.eval()
+    return model, processor
+
+
+def backbone_spec(name: str) -> dict[str, Any]:
+    """The ``model.backbone`` config of ``name`` (``mini`` read from the cache the suite uses)."""
+    spec: dict[str, Any] = {"id": name, "name": name}
+    if name == "mini":
+        spec["cache_dir"] = os.environ.get("EPAIQA_CACHE") or str(DEMO_CACHE)
+    return spec
+
+
+def questions(kind: str, samples: list[Any], root: Path) -> tuple[list[Any], list[Any]]:
+    """Conversations and images of ``kind`` (harmony: the demo run's context view; naturalness; explain)."""
+    from epaiqa.lmm.instructions import explain_instruction, harmony_instruction, naturalness_instruction
+
+    if kind == "harmony":
+        built = [harmony_instruction(s, root, view="context") for s in samples]
+    elif kind == "naturalness":
+        built = [naturalness_instruction(s, root) for s in samples]
+    else:
+        built = [explain_instruction(s, root, with_cot=False) for s in samples]
+    return [b.conversation for b in built], [b.images for b in built]

@@ -1,0 +1,99 @@
+"""Table 4 (quality explanation): every ``judge.json`` under the report's folders, one row per (model, judge).
+
+Scores are the judge's PA / LNA / GHA / Overall on [0, 1] (mean voted score / 2, see :mod:`epaiqa.eval.judge`);
+runs of one model judged by one judge (seeds) are averaged, and the row says how many. The paper's header reads
+"LND / GHD"; its text and appendix F say LNA / GHA, the names used here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from epaiqa.eval.judge import CRITERIA
+from epaiqa.io import atomic_write_text
+
+JUDGE = "judge.json"
+TITLE = "Table 4: performance on quality explanation tasks"
+
+
+def find_judgements(dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``judge.json`` contents under ``dirs`` (each with its ``path``), and the unreadable ones."""
+    found, unreadable = [], []
+    for d in map(Path, dirs):
+        paths = sorted(d.rglob(JUDGE)) if d.is_dir() else [d] if d.name == JUDGE else []
+        for path in paths:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(data, dict) or "model" not in data or "judge" not in data:
+                    raise ValueError("not a judge summary")
+            except (OSError, ValueError):
+                unreadable.append(str(path))
+                continue
+            found.append({**data, "path": str(path)})
+    return found, unreadable
+
+
+def table4_rows(judgements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, judge): the mean of each criterion over its runs, samples, parse failures, runs."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for j in judgements:
+        groups[(str(j["model"]), str(j["judge"]))].append(j)
+    rows = []
+    for (model, judge), runs in sorted(groups.items()):
+        row: dict[str, Any] = {"model": model, "judge": judge, "runs": len(runs)}
+        for criterion in CRITERIA:
+            values = [r[criterion] for r in runs if isinstance(r.get(criterion), (int, float))]
+            row[criterion] = sum(values) / len(values) if values else None
+            row[f"n_{criterion}"] = sum(int((r.get("n") or {}).get(criterion) or 0) for r in runs)
+        replies = sum(int(r.get("replies") or 0) for r in runs)
+        row["parse_failure_rate"] = sum(int(r.get("parse_failures") or 0) for r in runs) / replies if replies else None
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def table4_markdown(rows: list[dict[str, Any]]) -> str:
+    """The table: models × PA, LNA, GHA, Overall on [0, 1], best in bold, with the judge and its parse failures."""
+    best = {c: max((r[c] for r in rows if r[c] is not None), default=None) for c in CRITERIA}
+    lines = [
+        f"**{TITLE}** (judge scores on [0, 1]: mean voted score / 2; best in bold)",
+        "",
+        "| LMMs | judge | " + " | ".join(CRITERIA) + " | samples (PA) | parse failures |",
+        "|---|---|" + "---:|" * (len(CRITERIA) + 2),
+    ]
+    for r in rows:
+        cells = [f"**{_fmt(r[c])}**" if r[c] is not None and r[c] == best[c] else _fmt(r[c]) for c in CRITERIA]
+        label = r["model"] + (f" ({r['runs']} runs)" if r["runs"] > 1 else "")
+        failures = "—" if r["parse_failure_rate"] is None else f"{100 * r['parse_failure_rate']:.1f}%"
+        lines.append(f"| {label} | {r['judge']} | " + " | ".join(cells) + f" | {r['n_PA']} | {failures} |")
+    return "\n".join(lines) + "\n"
+
+
+def table4_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV (every column of :func:`table4_rows`)."""
+    buffer = io.StringIO()
+    columns = list(rows[0]) if rows else ["model", "judge", "runs", *CRITERIA]
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_table4(judgements: list[dict[str, Any]], out: str | Path) -> list[Path]:
+    """``table4.md`` and ``table4.csv`` in ``out`` (nothing when no run was judged)."""
+    if not judgements:
+        return []
+    rows = table4_rows(judgements)
+    out = Path(out)
+    return [
+        atomic_write_text(out / "table4.md", table4_markdown(rows)),
+        atomic_write_text(out / "table4.csv", table4_csv(rows)),
+    ]
