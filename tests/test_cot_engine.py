@@ -81,7 +81,8 @@ def training(root: Path) -> list:
 def test_a_piece_is_kept_only_when_both_scrutinisers_approve(
     demo_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from epaiqa.lmm.instructions import explain_answer, has_explain_cot
+    from epaiqa.data.schema import has_explain_cot
+    from epaiqa.lmm.instructions import explain_answer
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     before = (demo_copy / "manifest.jsonl").read_text()

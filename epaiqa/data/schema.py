@@ -65,3 +65,12 @@ class PAISample:
         if self.cot is not None:
             line["cot"] = dict(self.cot)
         return line
+
+
+def has_explain_cot(sample: PAISample) -> bool:
+    """Whether the sample has every CoT section its E.3 answer uses.
+
+    Completion always; harmony and naturalness too when the prompt is followed.
+    """
+    sections = ("completion", "harmony", "naturalness") if sample.score("completion") == 3 else ("completion",)
+    return all((sample.cot or {}).get(section, "").strip() for section in sections)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from epaiqa.data.manifest import load_manifest
+from epaiqa.data.schema import has_explain_cot
 from epaiqa.errors import DataError
 from epaiqa.eval.judge import REPETITIONS, criteria_of, final_scores, judge_type, parse_verdict, voted_scores
 from epaiqa.eval.results import find_records, read_record
@@ -87,11 +88,6 @@ def run_identity(run_dir: Path, root: str | None) -> tuple[str, Path]:
     return name, Path(found)
 
 
-def _has_cot(cot: dict[str, str] | None, completion: float) -> bool:
-    sections = ("completion", "harmony", "naturalness") if completion == 3 else ("completion",)
-    return all((cot or {}).get(s, "").strip() for s in sections)
-
-
 def select(rows: list[dict[str, Any]], root: Path) -> tuple[list[Explained], dict[str, int]]:
     """The rows that fall in Types 1–3 and have a CoT standard answer, and how many were left out and why."""
     by_id = {s.id: s for s in load_manifest(root, check_images=False, check_splits=False)}
@@ -105,7 +101,7 @@ def select(rows: list[dict[str, Any]], root: Path) -> tuple[list[Explained], dic
         kind = judge_type(*(sample.score(d) for d in ("completion", "naturalness", "harmony", "overall")))
         if kind is None:
             left["left_out"] += 1
-        elif not _has_cot(sample.cot, sample.score("completion") or 0):
+        elif not has_explain_cot(sample):
             left["no_reference_cot"] += 1
         else:
             chosen.append(

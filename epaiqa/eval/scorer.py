@@ -130,7 +130,8 @@ class Scorer(ManifestScoring):
         self.model.eval()
         loader = DataLoader(self.dataset(root, samples, task or self.task), batch_size=batch_size)
         out: dict[str, float] = {}
-        for batch in track(loader, description=f"{self.record.model} scoring {len(loader.dataset)}", transient=True):
+        label = f"{self.record.model} scoring {len(loader.dataset)}"  # a bar only over several batches
+        for batch in track(loader, description=label, transient=True) if len(loader) > 1 else loader:
             ref = batch.get("ref")
             pred = self.model(batch["img"].to(self.device), None if ref is None else ref.to(self.device))
             out.update(zip(batch["id"], pred.float().tolist(), strict=True))

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from epaiqa.data.base import BaseDataModule, SampleKey, head, unpack_key
 from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, observed_span
-from epaiqa.data.schema import PAISample
+from epaiqa.data.schema import PAISample, has_explain_cot
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
     HARMONY_VIEWS,
@@ -29,7 +29,6 @@ from epaiqa.lmm.instructions import (
     explain_instruction,
     grounding_instruction,
     harmony_instruction,
-    has_explain_cot,
     naturalness_instruction,
     qalign_instruction,
 )

@@ -249,15 +249,6 @@ def completion_level(sample: PAISample) -> int:
     return value
 
 
-def has_explain_cot(sample: PAISample) -> bool:
-    """Whether the sample has every CoT section its E.3 answer uses.
-
-    Completion always; harmony and naturalness too when the prompt is followed.
-    """
-    sections = ("completion", "harmony", "naturalness") if sample.score("completion") == 3 else ("completion",)
-    return all((sample.cot or {}).get(section, "").strip() for section in sections)
-
-
 def explain_answer(sample: PAISample, with_cot: bool = True, span: Span = NOMINAL_SPAN) -> str:
     """E.3's answer: completion level, its analysis, harmony and naturalness analyses, overall level.
 
