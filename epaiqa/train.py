@@ -23,6 +23,7 @@ from epaiqa.io import atomic_write_csv, atomic_write_json, atomic_write_text, sw
 from epaiqa.models.task import BaseTask, TaskResult
 from epaiqa.runs import DeterministicEpochs, check_profile, git_commit, record_model_name, run_setting
 from epaiqa.scale import check_strategy
+from epaiqa.timing import PhaseTimes
 from epaiqa.wandb_logging import log_comparison, with_comparison_keys
 
 #: sweep jobs of this process that failed (run.py exits non-zero when any did)
@@ -44,6 +45,7 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
 
 def train(cfg: DictConfig) -> dict[str, RunRecord]:
     """Run one experiment; returns its results records per task (also written as ``results.json``)."""
+    times = PhaseTimes()
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(out, recursive=True)  # leftovers of a killed run resumed into this folder
@@ -55,20 +57,22 @@ def train(cfg: DictConfig) -> dict[str, RunRecord]:
 
         return {"overall": run_best_competitor(cfg, out)}
 
-    datamodule = build(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")  # validates the whole dataset root before any training
-    check_strategy(cfg.trainer.get("strategy"))  # before a large model is loaded
-    model = build(cfg.model)
-    check_stage(datamodule, model)
-    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks.append(DeterministicEpochs(int(cfg.seed)))
-    loggers = [build(with_comparison_keys(cfg, lg)) for lg in (cfg.get("logger") or {}).values() if lg is not None]
-    trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+    with times.phase("setup_data"):
+        datamodule = build(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")  # validates the whole dataset root before any training
+    with times.phase("setup_model"):
+        check_strategy(cfg.trainer.get("strategy"))  # before a large model is loaded
+        model = build(cfg.model)
+        check_stage(datamodule, model)
+        callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+        callbacks += [DeterministicEpochs(int(cfg.seed)), times]
+        loggers = [build(with_comparison_keys(cfg, lg)) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+        trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
 
     ok = False
     try:
-        records = _fit_test_record(cfg, out, datamodule, model, trainer)
+        records = _fit_test_record(cfg, out, datamodule, model, trainer, times)
         log_comparison(cfg, trainer.loggers, records, out, datamodule.dataset_root)  # W&B: the comparison keys
         ok = True
         return records
@@ -99,7 +103,7 @@ def _as_saved(results: dict[str, TaskResult]) -> dict[str, dict[str, Any]]:
 
 
 def _fit_test_record(
-    cfg: DictConfig, out: Path, datamodule: Any, model: BaseTask, trainer: L.Trainer
+    cfg: DictConfig, out: Path, datamodule: Any, model: BaseTask, trainer: L.Trainer, times: PhaseTimes
 ) -> dict[str, RunRecord]:
     """Untrained test (optional), fit, test the best checkpoint (and the training split), write the records."""
     resume = _resume_path(cfg)
@@ -125,7 +129,7 @@ def _fit_test_record(
         on_train = model.task_results()
     if not trainer.is_global_zero:  # every process has the gathered results; one writes them
         return {}
-    return write_run(cfg, out, datamodule, model, trainer, test, on_train, best, trained)
+    return write_run(cfg, out, datamodule, model, trainer, test, on_train, best, trained, times.record())
 
 
 def write_run(
@@ -138,6 +142,7 @@ def write_run(
     on_train: dict[str, TaskResult],
     best: str | None,
     trained: bool,
+    timing: dict[str, float] | None = None,
 ) -> dict[str, RunRecord]:
     """One results record per task (in ``OUT/<task>/`` when a run scores several), predictions, explanations."""
     untrained = model.untrained or {}
@@ -161,6 +166,7 @@ def write_run(
         "data": data,
         "checkpoint": best,
         "epochs": trainer.current_epoch if trained else 0,
+        "timing": timing,
     }
     records = {}
     for task, result in test.items():

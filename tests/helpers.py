@@ -27,6 +27,8 @@ def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: b
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
         cfg.data.root = str(root)
+        if "view_cache_dir" in cfg.data:  # the views of the session's tests, not the user's cache
+            cfg.data.view_cache_dir = os.environ["EPAIQA_TEST_VIEWS"]
         if small:
             if "image_size" in cfg.data:  # IQA baselines; the LMM datamodule sizes images by its processor
                 cfg.data.image_size = 64

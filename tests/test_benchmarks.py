@@ -83,3 +83,17 @@ def test_suite_quick_run_of_a_cheap_benchmark(name: str, tmp_path: Path, demo_ro
         assert row["goal"] == "≥ 0.95" and isinstance(row["met"], bool)
         for side in row["seconds"].values():
             assert side["n"] == 2 and positive(side["min"]) and side["median"] >= side["min"]
+
+
+def test_matrix_split_reads_every_job_of_a_sweep(baseline_sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    from benchmarks import matrix
+
+    rows = matrix.job_rows(baseline_sweep)
+    assert sorted(r["task"] for r in rows) == ["harmony", "naturalness"]
+    for row in rows:
+        phases = sum(row[p] for p in matrix.PHASES)
+        assert row["train"] > 0 and row["test"] > 0 and row["setup"] > 0
+        assert phases == pytest.approx(row["total"], abs=0.01)  # the phases cover the job's wall time
+    matrix.main([str(baseline_sweep)])
+    out = capsys.readouterr().out
+    assert out.count("| wadiqam_nr |") == 2 and "**all jobs**" in out

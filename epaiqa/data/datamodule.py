@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from epaiqa.data.base import BaseDataModule, head
+from epaiqa.data.base import BaseDataModule, data_fingerprint, head
 from epaiqa.data.datasets import DEFAULT_VIEW, PAIDataset
 from epaiqa.data.schema import TASKS, PAISample
+from epaiqa.data.view_cache import ViewCache
 from epaiqa.errors import ConfigError
 
 
@@ -20,7 +21,9 @@ class PAIDataModule(BaseDataModule):
     first use into ``demo.cache_dir``. The subset's train ids are split again, by source image, into
     train and validation (``val_fraction``, seeded); the test ids are the subset's test split.
     ``reference=True`` adds the source image (FR models). The root is validated in full before any
-    training: an invalid root stops with one message per problem.
+    training: an invalid root stops with one message per problem. With ``view_cache_dir`` set and
+    ``view_cache_mb`` > 0 the views are kept decoded and resized on disk for every part and every later job
+    (:mod:`epaiqa.data.view_cache`).
     """
 
     def __init__(
@@ -32,6 +35,8 @@ class PAIDataModule(BaseDataModule):
         image_size: int = 224,
         margin: float = 0.3,
         val_fraction: float = 0.1,
+        view_cache_dir: str | None = None,
+        view_cache_mb: float = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(root=root, **kwargs)
@@ -44,6 +49,9 @@ class PAIDataModule(BaseDataModule):
         self.reference = reference
         self.image_size, self.margin = image_size, margin
         self.val_fraction = val_fraction
+        if view_cache_mb < 0:
+            raise ConfigError(f"data.view_cache_mb must be ≥ 0 (0 = no view cache), got {view_cache_mb}")
+        self.view_cache_dir, self.view_cache_mb = view_cache_dir, view_cache_mb
 
     def split_ids(self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
         """Train/val/test ids of the task's subset."""
@@ -69,9 +77,29 @@ class PAIDataModule(BaseDataModule):
             "train_eval": head(train, self.limit_train_eval),
         }
 
+    def view_caches(self, samples: list[PAISample]) -> dict[str, ViewCache]:
+        """The view cache of the edited (``img``) and source (``ref``) views, per kind that can be had."""
+        if not self.view_cache_dir or self.view_cache_mb <= 0:
+            return {}
+        key = {
+            "root": str(self.dataset_root.resolve()),
+            "manifest": data_fingerprint(self.dataset_root),
+            "view": self.view,
+            "image_size": self.image_size,
+            "margin": self.margin,
+        }
+        kinds = ("img", "ref") if self.reference else ("img",)
+        ids = [s.id for s in samples]
+        caches = {
+            k: ViewCache.open(self.view_cache_dir, key | {"kind": k}, ids, self.image_size, self.view_cache_mb)
+            for k in kinds
+        }
+        return {kind: cache for kind, cache in caches.items() if cache is not None}
+
     def build(self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]) -> None:
         """One :class:`PAIDataset` per part."""
         by_id = {s.id: s for s in samples}
+        caches = self.view_caches(samples)
         for part, ids in self.split_ids(samples, subsets).items():
             if part == "val" and not ids:
                 continue
@@ -84,4 +112,5 @@ class PAIDataModule(BaseDataModule):
                 reference=self.reference,
                 margin=self.margin,
                 train=part == "train",
+                view_cache=caches,
             )

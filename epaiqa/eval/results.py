@@ -74,6 +74,8 @@ class RunRecord:
     data: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     epochs: int | None = None
+    #: wall seconds per phase of the job (:mod:`epaiqa.timing`); None in records written before it existed
+    timing: dict[str, float] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -52,6 +52,7 @@ class IQARegressor(BaseTask):
         lr: float = 3e-4,
         weight_decay: float = 1e-4,
         scheduler: str = "cosine",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -73,15 +74,24 @@ class IQARegressor(BaseTask):
             pretrained_backbone=pretrained_backbone,
             **(baseline_kwargs or {}),
         )
+        if channels_last:  # NHWC convolutions: faster for some CNNs on CPU (benchmarks/baseline_speed.py)
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
         self.lo, self.hi = SCORE_RANGES[task]
         self.val_srcc, self.val_plcc, self.val_mse = SpearmanCorrCoef(), PearsonCorrCoef(), MeanSquaredError()
 
     def forward(self, img: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted MOS on the task's scale."""
-        return self.lo + (self.hi - self.lo) * self.net(img, ref)
+        return self.lo + (self.hi - self.lo) * self.net(*self._inputs(img, ref))
+
+    def _inputs(self, img: torch.Tensor, ref: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.channels_last:
+            return img, ref
+        nhwc = torch.channels_last
+        return img.contiguous(memory_format=nhwc), None if ref is None else ref.contiguous(memory_format=nhwc)
 
     def _normalised(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        pred = self.net(batch["img"], batch.get("ref"))
+        pred = self.net(*self._inputs(batch["img"], batch.get("ref")))
         return pred, (batch["mos"] - self.lo) / (self.hi - self.lo)
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -89,7 +99,7 @@ class IQARegressor(BaseTask):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         target = (batch["mos"] - self.lo) / (self.hi - self.lo)
-        loss = self.net.training_loss(batch["img"], batch.get("ref"), target, self._loss)
+        loss = self.net.training_loss(*self._inputs(batch["img"], batch.get("ref")), target, self._loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(target))
         return loss
 
