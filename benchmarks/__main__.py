@@ -9,7 +9,10 @@ Benchmarks (all by default, in this order):
 - ``qalign``: Q-Align one-pass scoring, batched vs one at a time vs generate-and-parse (tiny, mini);
 - ``readout``: stage 3's overall readout reusing the generation's KV cache vs re-encoding the images;
 - ``four_dims``: ``epaiqa score``'s four dimensions from one encoding vs four passes;
-- ``startup``: ``python run.py`` to its first training step and ``import epaiqa.train`` vs ``import epaiqa``.
+- ``startup``: ``python run.py`` to its first training step and ``import epaiqa.train`` vs ``import epaiqa``;
+- ``channels_last``: every baseline's training step (as ``profile=demo_matrix`` builds it) in NHWC vs NCHW.
+
+The demo matrix's wall time and per-job split is ``python -m benchmarks.matrix`` (it runs the sweeps).
 
 Prints a markdown table (the rows of BENCHMARKS.md) and writes a JSON record with the seconds behind each
 ratio, the machine and the date. ``--threads 1`` (the default) keeps one torch thread: on a shared 2-core
@@ -31,7 +34,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-BENCHMARKS = ("baselines", "data", "qalign", "readout", "four_dims", "startup")
+BENCHMARKS = ("baselines", "data", "qalign", "readout", "four_dims", "startup", "channels_last")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

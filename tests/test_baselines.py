@@ -300,3 +300,14 @@ def test_demo_profile_config_builds_and_scores(tmp_path: Path, name: str) -> Non
     with torch.no_grad():
         out = model(torch.rand(1, 3, cfg.data.image_size, cfg.data.image_size))
     assert out.shape == (1,) and torch.isfinite(out).all()
+
+
+def test_wadiqam_without_a_patch_count_tiles_the_image_once_in_training() -> None:
+    net = create_baseline("wadiqam_fr", train_patch_num=None).net  # the demo profiles' setting
+    net.train()
+    for size, patches in ((96, 9), (128, 16)):
+        x = torch.rand(2, 3, size, size)
+        crops, _ = net.get_patches(x, x)
+        assert net.train_patch_num == patches and crops.shape == (2 * patches, 3, 32, 32)
+    fixed = create_baseline("wadiqam_nr", train_patch_num=5).net.train()
+    assert fixed.get_patches(torch.rand(1, 3, 128, 128)).shape[0] == 5  # an explicit count stays fixed

@@ -25,7 +25,7 @@ def test_baseline_config_matches_the_registry(tmp_path: Path, name: str) -> None
 
 def test_demo_matrix_profile_shrinks_training_only(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path, tmp_path, ["experiment=baseline_naturalness", "profile=demo_matrix"], small=False)
-    assert cfg.trainer.max_epochs == 2 and cfg.trainer.limit_train_batches == 20
+    assert cfg.trainer.max_epochs == 2 and cfg.trainer.limit_train_batches == 16
     assert cfg.data.image_size == 96 and cfg.data.batch_size == 32  # one budget for every baseline
     assert cfg.baseline.pretrained_backbone == "auto" and cfg.eval_untrained is False
     assert cfg.trainer.limit_test_batches is None and cfg.data.limit_test is None  # the test split scored whole

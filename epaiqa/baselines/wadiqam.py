@@ -7,10 +7,14 @@ Original code: https://github.com/dmaniry/deepIQA (MIT); the arch is pyiqa's
 
 From scratch the ten unnormalised conv layers are Kaiming re-initialised: with PyTorch's default
 init the activations shrink layer by layer and the net barely learns (measured, NOTES.md).
+``train_patch_num=None`` (the demo profiles) samples as many training patches as tile the image once.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from pyiqa.archs.wadiqam_arch import WaDIQaM
 from torch import nn
 
@@ -21,8 +25,24 @@ CITATION = "Bosse et al., Deep Neural Networks for No-Reference and Full-Referen
 PYIQA_RELEASES = "https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/"
 
 
-def _build(metric_type: str, pretrained: bool, weights_path: str | None, train_patch_num: int) -> nn.Module:
-    net = WaDIQaM(metric_type=metric_type, pretrained=False, train_patch_num=train_patch_num)
+class AreaPatchWaDIQaM(WaDIQaM):
+    """pyiqa's WaDIQaM, whose training patch count may follow the image size.
+
+    ``train_patch_num=None``: as many random 32² patches as tile the input once (16 at 128 px, 9 at 96 px).
+    """
+
+    def __init__(self, metric_type: str, train_patch_num: int | None) -> None:
+        super().__init__(metric_type=metric_type, pretrained=False, train_patch_num=train_patch_num or 1)
+        self.area_patches = train_patch_num is None
+
+    def _get_random_patches(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
+        if self.area_patches:
+            self.train_patch_num = max(1, (x.shape[-2] // self.patch_size) * (x.shape[-1] // self.patch_size))
+        return super()._get_random_patches(x, y)
+
+
+def _build(metric_type: str, pretrained: bool, weights_path: str | None, train_patch_num: int | None) -> nn.Module:
+    net = AreaPatchWaDIQaM(metric_type, train_patch_num)
     if pretrained and weights_path is not None:
         net.load_state_dict(load_state_dict_file(weights_path), strict=True)
     else:
@@ -33,7 +53,9 @@ def _build(metric_type: str, pretrained: bool, weights_path: str | None, train_p
 @register_baseline(
     "wadiqam_nr", mode="NR", input_size=224, citation=CITATION, weights=PYIQA_RELEASES + "WaDIQaM-NR-koniq-aaffea29.pth"
 )
-def wadiqam_nr(pretrained: bool = False, weights_path: str | None = None, train_patch_num: int = 32) -> nn.Module:
+def wadiqam_nr(
+    pretrained: bool = False, weights_path: str | None = None, train_patch_num: int | None = 32
+) -> nn.Module:
     """WaDIQaM-NR: 32×32 patches, weighted average of patch scores."""
     return _build("NR", pretrained, weights_path, train_patch_num)
 
@@ -41,6 +63,8 @@ def wadiqam_nr(pretrained: bool = False, weights_path: str | None = None, train_
 @register_baseline(
     "wadiqam_fr", mode="FR", input_size=224, citation=CITATION, weights=PYIQA_RELEASES + "WaDIQaM-kadid-f7541ea5.pth"
 )
-def wadiqam_fr(pretrained: bool = False, weights_path: str | None = None, train_patch_num: int = 32) -> nn.Module:
+def wadiqam_fr(
+    pretrained: bool = False, weights_path: str | None = None, train_patch_num: int | None = 32
+) -> nn.Module:
     """WaDIQaM-FR: reference and distorted patch features fused."""
     return _build("FR", pretrained, weights_path, train_patch_num)

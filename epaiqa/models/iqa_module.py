@@ -74,7 +74,7 @@ class IQARegressor(BaseTask):
             pretrained_backbone=pretrained_backbone,
             **(baseline_kwargs or {}),
         )
-        if channels_last:  # NHWC convolutions: faster for some CNNs on CPU (benchmarks/baseline_speed.py)
+        if channels_last:  # NHWC convolutions (BENCHMARKS.md (g))
             self.net = self.net.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
         self.lo, self.hi = SCORE_RANGES[task]
