@@ -4,7 +4,7 @@
 *waiting for a batch* (the data loader: decoding, resizing, collating; plus Lightning's per-batch bookkeeping) and
 the time spent *inside the batch* (forward, backward, optimiser step, metric updates). :func:`train` adds the
 phases around the loops (building the data and the model, writing the record). The sums are wall seconds on the
-job's own clock; they are what ``python -m benchmarks matrix`` prints per job.
+job's own clock; they are what ``python -m benchmarks.matrix`` prints per job.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
-
-#: the loops :class:`PhaseTimes` splits (Lightning's names of their hooks)
-LOOPS = ("train", "validation", "test")
 
 
 class PhaseTimes(L.Callback):
