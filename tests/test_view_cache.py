@@ -85,6 +85,22 @@ def test_the_training_native_window_is_drawn_anew_not_cached(
     assert not dataset.view_cache["img"]._arrays()[1][:, 0].any()  # no row filled
 
 
+def test_a_damaged_entry_is_removed_with_a_warning_and_the_job_decodes(
+    demo_root: Path, tmp_path: Path, decodes: list[str]
+) -> None:
+    want = _dataset(demo_root, None)[0]["img"]
+    _dataset(demo_root, tmp_path)[0]  # the rows of sample 0 filled by one job
+    dataset = _dataset(demo_root, tmp_path)  # the next job
+    folder = dataset.view_cache["img"].folder
+    with open(folder / "pixels.u8", "r+b") as fh:
+        fh.truncate(10)  # cut short by hand, or by a disk error
+    decodes.clear()
+    with pytest.warns(UserWarning, match=f"view cache entry {folder} is damaged"):
+        got = dataset[0]["img"]
+    assert torch.equal(got, want) and len(decodes) == 2 and not folder.exists()
+    dataset[1]  # one warning per entry: later items decode quietly
+
+
 def test_the_cache_is_bounded(tmp_path: Path) -> None:
     ids = [f"s{i}" for i in range(100)]  # 100 rows of 3x64x64: ~1.2 MB an entry
     assert ViewCache.open(tmp_path, {"k": 0}, ids, 64, max_mb=1) is None  # larger than the whole budget

@@ -14,6 +14,9 @@ processes of a launcher or of data-loader workers.
   room. An entry larger than the whole budget is not cached at all (the decode path runs as before).
 - **Never in the dataset root:** entries live in the cache folder (``paths.cache_dir``/views); an unwritable
   folder only costs the decode.
+- **A damaged entry is removed, not trusted:** an entry whose files are missing or not of the size it was made
+  with (truncated by hand, a disk error) is reported once, as a warning naming the folder; the entry is deleted
+  and the job decodes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,7 @@ class ViewCache:
         self.rows = {sid: i for i, sid in enumerate(ids)}
         self._pixels: np.memmap | None = None
         self._stamps: np.memmap | None = None
+        self.broken = False
 
     @classmethod
     def open(
@@ -89,20 +94,36 @@ class ViewCache:
             return None
         return cls(folder, ids, shape)
 
-    def _arrays(self) -> tuple[np.memmap, np.memmap]:
-        if self._pixels is None or self._stamps is None:  # opened lazily: worker processes map their own
+    def _arrays(self) -> tuple[np.memmap, np.memmap] | None:
+        """The mapped pixels and stamps (opened lazily: worker processes map their own); None if the entry is bad."""
+        if self.broken:
+            return None
+        if self._pixels is None or self._stamps is None:
             n = len(self.rows)
-            self._pixels = np.memmap(self.folder / PIXELS, dtype=np.uint8, mode="r+", shape=(n, *self.shape))
-            self._stamps = np.memmap(self.folder / STAMPS, dtype=np.int64, mode="r+", shape=(n, 3))
+            sizes = {PIXELS: n * int(np.prod(self.shape)), STAMPS: n * 3 * 8}  # as _create made them
+            try:
+                for name, size in sizes.items():  # numpy would silently extend a short file with zeros
+                    if (self.folder / name).stat().st_size != size:
+                        raise ValueError(f"{name} is not {size} bytes")
+                self._pixels = np.memmap(self.folder / PIXELS, dtype=np.uint8, mode="r+", shape=(n, *self.shape))
+                self._stamps = np.memmap(self.folder / STAMPS, dtype=np.int64, mode="r+", shape=(n, 3))
+            except (OSError, ValueError) as err:
+                self.broken, self._pixels, self._stamps = True, None, None
+                warnings.warn(
+                    f"view cache entry {self.folder} is damaged ({err}); removed, decoding instead", stacklevel=2
+                )
+                shutil.rmtree(self.folder, ignore_errors=True)
+                return None
         return self._pixels, self._stamps
 
     def get(self, sid: str, path: Path) -> torch.Tensor | None:
         """The cached view of sample ``sid`` made from ``path``, or None (not cached, or the file changed)."""
         row = self.rows.get(sid)
         stamp = _stamp(path)
-        if row is None or stamp is None:
+        arrays = None if row is None or stamp is None else self._arrays()
+        if arrays is None:
             return None
-        pixels, stamps = self._arrays()
+        pixels, stamps = arrays
         filled, size, mtime = (int(v) for v in stamps[row])
         if filled != 1 or (size, mtime) != stamp:
             return None
@@ -112,9 +133,10 @@ class ViewCache:
         """Store the uint8 CHW view of sample ``sid`` made from ``path``."""
         row = self.rows.get(sid)
         stamp = _stamp(path)
-        if row is None or stamp is None or tuple(view.shape) != self.shape:
+        arrays = None if row is None or stamp is None or tuple(view.shape) != self.shape else self._arrays()
+        if arrays is None:
             return
-        pixels, stamps = self._arrays()
+        pixels, stamps = arrays
         stamps[row, 0] = 0
         pixels[row] = view.numpy()
         stamps[row, 1:] = stamp
