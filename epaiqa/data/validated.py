@@ -26,7 +26,8 @@ def memo_path(root: Path) -> Path:
     return cache / "validated" / f"{key}.json"
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file, or None when it cannot be read: what tells a changed file apart."""
     try:
         stat = path.stat()
     except OSError:
@@ -50,14 +51,14 @@ class ValidatedImages:
 
     def size(self, rel: str, path: Path) -> Size | None:
         """The displayed size of an image that passed before and has not changed since (else None)."""
-        entry, stamp = self.known.get(rel), _stamp(path)
+        entry, stamp = self.known.get(rel), file_stamp(path)
         if entry is None or stamp is None or tuple(entry[:2]) != stamp:
             return None
         return entry[2], entry[3]
 
     def passed(self, rel: str, path: Path, size: Size) -> None:
         """Remember that ``path`` decoded, with its displayed size."""
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         if stamp is not None and self.known.get(rel) != [*stamp, *size]:
             self.known[rel] = [*stamp, *size]
             self.changed = True

@@ -34,24 +34,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from epaiqa.data.validated import file_stamp
+
 META = "meta.json"
 PIXELS = "pixels.u8"
 STAMPS = "stamps.i8"
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
+def _file_sizes(n: int, shape: Sequence[int]) -> dict[str, int]:
+    """The byte size of an entry's files for ``n`` rows of ``shape`` (pixels uint8; stamps 3 × int64 a row)."""
+    return {PIXELS: n * int(np.prod(shape)), STAMPS: n * 3 * 8}
 
 
 def _entry_bytes(meta: Path) -> int:
     """The size an entry reaches once every row is written (its files are sparse until then)."""
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
-        return int(data["n"]) * (int(np.prod(data["shape"])) + 24)
+        return sum(_file_sizes(int(data["n"]), data["shape"]).values())
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
@@ -77,7 +76,7 @@ class ViewCache:
     ) -> ViewCache | None:
         """The entry for ``key`` (created, evicting older entries, if needed), or None when it cannot be had."""
         shape = (3, image_size, image_size)
-        need = len(ids) * (int(np.prod(shape)) + 24)
+        need = sum(_file_sizes(len(ids), shape).values())
         if max_mb <= 0 or need > max_mb * 2**20:
             return None
         ids_hash = hashlib.sha256("\n".join(ids).encode()).hexdigest()
@@ -100,9 +99,8 @@ class ViewCache:
             return None
         if self._pixels is None or self._stamps is None:
             n = len(self.rows)
-            sizes = {PIXELS: n * int(np.prod(self.shape)), STAMPS: n * 3 * 8}  # as _create made them
             try:
-                for name, size in sizes.items():  # numpy would silently extend a short file with zeros
+                for name, size in _file_sizes(n, self.shape).items():  # as made: numpy would zero-extend a short one
                     if (self.folder / name).stat().st_size != size:
                         raise ValueError(f"{name} is not {size} bytes")
                 self._pixels = np.memmap(self.folder / PIXELS, dtype=np.uint8, mode="r+", shape=(n, *self.shape))
@@ -119,7 +117,7 @@ class ViewCache:
     def get(self, sid: str, path: Path) -> torch.Tensor | None:
         """The cached view of sample ``sid`` made from ``path``, or None (not cached, or the file changed)."""
         row = self.rows.get(sid)
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         arrays = None if row is None or stamp is None else self._arrays()
         if arrays is None:
             return None
@@ -132,7 +130,7 @@ class ViewCache:
     def put(self, sid: str, path: Path, view: torch.Tensor) -> None:
         """Store the uint8 CHW view of sample ``sid`` made from ``path``."""
         row = self.rows.get(sid)
-        stamp = _stamp(path)
+        stamp = file_stamp(path)
         arrays = None if row is None or stamp is None or tuple(view.shape) != self.shape else self._arrays()
         if arrays is None:
             return
@@ -151,10 +149,9 @@ def _create(folder: Path, meta: dict[str, Any], n: int, shape: tuple[int, int, i
     tmp = folder.with_name(f".{folder.name}-{os.getpid()}-{time.monotonic_ns()}")
     tmp.mkdir(parents=True)
     try:
-        with open(tmp / PIXELS, "wb") as fh:
-            fh.truncate(n * int(np.prod(shape)))  # sparse: disk is used as rows are written
-        with open(tmp / STAMPS, "wb") as fh:
-            fh.truncate(n * 3 * 8)
+        for name, size in _file_sizes(n, shape).items():
+            with open(tmp / name, "wb") as fh:
+                fh.truncate(size)  # sparse: disk is used as rows are written
         (tmp / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         try:
             tmp.rename(folder)
