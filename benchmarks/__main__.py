@@ -10,7 +10,8 @@ Benchmarks (all by default, in this order):
 - ``readout``: stage 3's overall readout reusing the generation's KV cache vs re-encoding the images;
 - ``four_dims``: ``epaiqa score``'s four dimensions from one encoding vs four passes;
 - ``startup``: ``python run.py`` to its first training step and ``import epaiqa.train`` vs ``import epaiqa``;
-- ``channels_last``: every baseline's training step (as ``profile=demo_matrix`` builds it) in NHWC vs NCHW.
+- ``channels_last``: every baseline's training step (as ``profile=demo_matrix`` builds it) in NHWC vs NCHW;
+- ``precision``: each LMM stage's training step (``mini``) in bf16 autocast vs fp32 on this CPU.
 
 The demo matrix's wall time and per-job split is ``python -m benchmarks.matrix`` (it runs the sweeps).
 
@@ -34,7 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-BENCHMARKS = ("baselines", "data", "qalign", "readout", "four_dims", "startup", "channels_last")
+BENCHMARKS = ("baselines", "data", "qalign", "readout", "four_dims", "startup", "channels_last", "precision")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -21,6 +21,7 @@ from epaiqa.errors import ConfigError, EPAIQAError
 from epaiqa.eval.results import FAILED, TRACEBACK, RunRecord, n_of, print_record, write_record
 from epaiqa.io import atomic_write_csv, atomic_write_json, atomic_write_text, sweep_stale_temps
 from epaiqa.models.task import BaseTask, TaskResult
+from epaiqa.precision import choose_precision
 from epaiqa.runs import DeterministicEpochs, check_profile, git_commit, record_model_name, run_setting
 from epaiqa.scale import check_strategy
 from epaiqa.timing import PhaseTimes
@@ -68,7 +69,10 @@ def train(cfg: DictConfig) -> dict[str, RunRecord]:
         callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
         callbacks += [DeterministicEpochs(int(cfg.seed)), times]
         loggers = [build(with_comparison_keys(cfg, lg)) for lg in (cfg.get("logger") or {}).values() if lg is not None]
-        trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+        precision = choose_precision(cfg.trainer.get("precision"), cfg.trainer.get("accelerator"))
+        trainer: L.Trainer = build(
+            cfg.trainer, callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()], precision=precision
+        )
 
     ok = False
     try:
@@ -166,6 +170,7 @@ def write_run(
         "data": data,
         "checkpoint": best,
         "epochs": trainer.current_epoch if trained else 0,
+        "precision": str(trainer.precision),
         "timing": timing,
     }
     records = {}
@@ -185,6 +190,7 @@ def write_run(
             n=n_of(result.metrics),
             train=fitted.metrics if fitted else None,
             untrained=before.get("metrics"),
+            val=(getattr(model, "val_results", None) or {}).get(task),
             subsets=subsets,
             **common,
         )

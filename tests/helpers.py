@@ -33,6 +33,8 @@ def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: b
             if "image_size" in cfg.data:  # IQA baselines; the LMM datamodule sizes images by its processor
                 cfg.data.image_size = 64
             cfg.data.batch_size = 4
+            if "limit_val" in cfg.data:  # LMM stages: a few validation samples after each epoch
+                cfg.data.limit_val = 4
             cfg.trainer.accelerator = "cpu"
             cfg.trainer.enable_progress_bar = False
             cfg.trainer.enable_model_summary = False

@@ -8,7 +8,7 @@ from PIL import Image
 
 from epaiqa.lmm.backbones import build_backbone, load_backbone
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, QALIGN_ANSWER, encode_supervised, harmony_instruction
-from epaiqa.lmm.mini import PATCH_SIZE, ensure_mini, mini_dir
+from epaiqa.lmm.mini import PATCH_SIZE, STATISTICS_CHANNELS, ensure_mini, mini_dir
 from epaiqa.lmm.scoring import level_readout
 from epaiqa.weights import lite0_state_dict
 
@@ -44,7 +44,7 @@ def test_mini_loads_through_load_backbone_with_its_pretrained_parts(mini: tuple)
     assert "Paris" in processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :])  # SmolLM2 intact
 
 
-def test_mini_level_words_are_single_tokens_and_images_49_tokens(mini: tuple, tmp_path: Path) -> None:
+def test_mini_level_words_are_single_tokens_and_images_55_tokens(mini: tuple, tmp_path: Path) -> None:
     model, processor, _ = mini
     tokenizer = processor.tokenizer
     for word, token in LEVEL_IDS.items():
@@ -65,7 +65,8 @@ def test_mini_level_words_are_single_tokens_and_images_49_tokens(mini: tuple, tm
     instruction = harmony_instruction(sample, tmp_path)
     batch = encode_supervised(processor, [instruction.conversation], [instruction.images])
     image_token = tokenizer.convert_tokens_to_ids("<image>")
-    assert int((batch["input_ids"] == image_token).sum()) == (224 // PATCH_SIZE) ** 2 == 49
+    # the 7×7 map's 49 tokens and one statistics token per early Lite0 block
+    assert int((batch["input_ids"] == image_token).sum()) == (224 // PATCH_SIZE) ** 2 + len(STATISTICS_CHANNELS) == 55
     assert batch["pixel_values"].shape == (1, 3, 224, 224)
     assert float(batch["pixel_values"].min()) >= -1.0 and float(batch["pixel_values"].max()) <= 1.0  # Lite0's range
     with torch.no_grad():
@@ -86,6 +87,7 @@ def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple,
     trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trained) and any("multi_modal_projector" in n for n in trained)
     assert any("timm_model.blocks.6." in n for n in trained) and any("conv_head" in n for n in trained)
+    assert any("vision_tower.statistics" in n for n in trained)
     assert not any("timm_model.blocks.5." in n or "conv_stem" in n for n in trained)
     assert not any("language_model" in n and "lora_" not in n for n in trained)  # the LLM only through LoRA
     module.train()
@@ -93,12 +95,50 @@ def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple,
     assert norms and all(not mode for n, mode in norms.items() if ".blocks.5." in n or n.endswith("timm_model.bn1"))
     assert any(mode for n, mode in norms.items() if ".blocks.6." in n)  # the trained stage's statistics update
     # the recipe's three rates: projector 1e-3, the tower's last stage 1e-4, the LoRA adapters at model.lr 5e-4
-    groups = {g["name"]: g for g in module.configure_optimizers().param_groups}
+    groups = {g["name"]: g for g in module.param_groups()}
     assert {name: g["lr"] for name, g in groups.items()} == {
         "multi_modal_projector": 1e-3,
+        "vision_tower.statistics": 1e-3,
         "timm_model": 1e-4,
         "rest": 5e-4,
     }
     assert all(
         "lora_" in n for n, p in module.model.named_parameters() if any(p is q for q in groups["rest"]["params"])
     )
+
+
+def test_mini_statistics_tokens_see_what_the_map_tokens_do_not(mini: tuple) -> None:
+    """Noise in the image moves the statistics tokens far more than the last block's map tokens."""
+    model, _, _ = mini
+    tower = model.model.vision_tower
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.rand(2, 3, 224, 224, generator=generator).mul(0.2).add(0.4)
+    noisy = (clean + 0.3 * torch.randn(clean.shape, generator=generator)).clamp(-1, 1)
+    with torch.no_grad():
+        a, b = (tower(x).last_hidden_state for x in (clean, noisy))
+    assert a.shape == (2, 49 + len(STATISTICS_CHANNELS), 1280)
+    assert torch.isfinite(a).all() and torch.isfinite(b).all()
+    stats = (a[:, 49:] - b[:, 49:]).norm() / a[:, 49:].norm()
+    assert stats > 0.05  # the statistics tokens respond to the noise
+
+
+def test_mini_scores_agree_in_fp32_and_bf16_autocast(mini: tuple, demo_root: Path) -> None:
+    """The fast CPU path (bf16 autocast, weights fp32) scores as fp32 does, within 0.1 on the 1-5 scale."""
+    from epaiqa.data.manifest import load_manifest
+    from epaiqa.lmm.instructions import naturalness_instruction
+    from epaiqa.lmm.scoring import score
+
+    model, processor, _ = mini
+    model.eval()
+    samples = load_manifest(demo_root)[:6]
+    for build, template in (
+        (harmony_instruction, ANSWER_TEMPLATES["harmony"]),
+        (naturalness_instruction, ANSWER_TEMPLATES["naturalness"]),
+    ):
+        items = [build(s, demo_root) for s in samples]
+        convs, images = [i.conversation for i in items], [i.images for i in items]
+        fp32 = score(model, processor, convs, images, template)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = score(model, processor, convs, images, template)
+        assert fp32.dtype == bf16.dtype == torch.float32 and fp32.shape == (6,)
+        assert float((fp32 - bf16).abs().max()) <= 0.1, (fp32, bf16)

@@ -98,7 +98,8 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
         if line["id"] in [*stripped, first_test]:
             line.pop("cot", None)
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    cfg = make_cfg(demo_copy, tmp_path, ["experiment=stage3_explain", "data.limit_test=2", *FAST])
+    overrides = ["experiment=stage3_explain", "data.limit_test=2", "data.val_fraction=0", *FAST]
+    cfg = make_cfg(demo_copy, tmp_path, overrides)
     from epaiqa.train import build
 
     datamodule = build(cfg.data)

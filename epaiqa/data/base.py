@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -59,6 +61,35 @@ class EpochSampler(Sampler[SampleKey]):
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
         return iter(SampleKey(i, s) for i, s in zip(order, seeds, strict=True))
+
+
+def check_val_fraction(fraction: float) -> None:
+    """``data.val_fraction`` must lie in [0, 1)."""
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"data.val_fraction must lie in [0, 1), got {fraction}")
+
+
+def carve_val(
+    train_ids: list[str], by_id: dict[str, PAISample], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """A subset's train ids split again into (train, val), whole source images at a time (seeded).
+
+    The validation split is where settings are chosen; it never meets the test split, and a source image's
+    samples are all on one side.
+    """
+    groups: dict[str, list[str]] = defaultdict(list)
+    for sid in train_ids:
+        groups[by_id[sid].source].append(sid)
+    keys = sorted(groups)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    n_val = round(fraction * len(train_ids))
+    val: list[str] = []
+    for i in order:
+        if len(val) >= n_val:
+            break
+        val.extend(groups[keys[i]])
+    val_set = set(val)
+    return [sid for sid in train_ids if sid not in val_set], sorted(val_set)
 
 
 def split_seed(root: str | Path) -> int | None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
-import numpy as np
-
-from epaiqa.data.base import BaseDataModule, data_fingerprint, head
+from epaiqa.data.base import BaseDataModule, carve_val, check_val_fraction, data_fingerprint, head
 from epaiqa.data.datasets import DEFAULT_VIEW, PAIDataset
 from epaiqa.data.schema import TASKS, PAISample
 from epaiqa.data.view_cache import ViewCache
@@ -42,8 +39,7 @@ class PAIDataModule(BaseDataModule):
         super().__init__(root=root, **kwargs)
         if task not in TASKS:
             raise ConfigError(f"data.task must be one of {', '.join(TASKS)}, got {task!r}")
-        if not 0 <= val_fraction < 1:
-            raise ConfigError(f"data.val_fraction must lie in [0, 1), got {val_fraction}")
+        check_val_fraction(val_fraction)
         self.task = task
         self.view = view or DEFAULT_VIEW[task]
         self.reference = reference
@@ -56,23 +52,10 @@ class PAIDataModule(BaseDataModule):
     def split_ids(self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
         """Train/val/test ids of the task's subset."""
         subset = subsets[self.task]
-        by_id = {s.id: s for s in samples}
-        groups: dict[str, list[str]] = defaultdict(list)
-        for sid in subset["train"]:
-            groups[by_id[sid].source].append(sid)
-        keys = sorted(groups)
-        order = np.random.default_rng(self.seed).permutation(len(keys))
-        n_val = round(self.val_fraction * len(subset["train"]))
-        val: list[str] = []
-        for i in order:
-            if len(val) >= n_val:
-                break
-            val.extend(groups[keys[i]])
-        val_set = set(val)
-        train = [sid for sid in subset["train"] if sid not in val_set]
+        train, val = carve_val(subset["train"], {s.id: s for s in samples}, self.val_fraction, self.seed)
         return {
             "train": train,
-            "val": sorted(val_set),
+            "val": val,
             "test": head(subset["test"], self.limit_test),
             "train_eval": head(train, self.limit_train_eval),
         }

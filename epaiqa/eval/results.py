@@ -70,10 +70,14 @@ class RunRecord:
     lineage: list[str] = field(default_factory=list)
     train: Metrics | None = None
     untrained: Metrics | None = None
+    #: metrics on the validation split (LMM stages: the last validation epoch), where settings are chosen
+    val: Metrics | None = None
     subsets: dict[str, dict[str, Metrics | None]] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     epochs: int | None = None
+    #: the Trainer precision the run computed in (``trainer.precision=auto`` resolved), e.g. ``bf16-mixed``
+    precision: str | None = None
     #: wall seconds per phase of the job (:mod:`epaiqa.timing`); None in records written before it existed
     timing: dict[str, float] | None = None
     schema_version: int = SCHEMA_VERSION

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from epaiqa.data.base import BaseDataModule, SampleKey, head, unpack_key
+from epaiqa.data.base import BaseDataModule, SampleKey, carve_val, check_val_fraction, head, unpack_key
 from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, observed_span
 from epaiqa.data.schema import PAISample, has_explain_cot
 from epaiqa.errors import ConfigError
@@ -109,6 +109,8 @@ class LMMDataModule(BaseDataModule):
     Explain (stage 3): the overall subset; samples without a prompt completion or overall score (and, for
     training with ``with_cot``, without the CoT an answer needs) are left out, with a warning that counts
     them. Test samples without CoT are kept: their reference answer in ``explanations.jsonl`` has the levels only.
+    Every stage's training ids are split again, by source image, into train and validation (``val_fraction``,
+    seeded, as the baselines' datamodule does; ``limit_val`` caps it): settings are chosen on ``val``.
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does. ``harmony_view``: what the
@@ -129,10 +131,16 @@ class LMMDataModule(BaseDataModule):
         margin: float = 0.3,
         prompts: str = "epaiqa",
         levels: dict[str, Any] | None = None,
+        val_fraction: float = 0.1,
+        limit_val: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
         super().__init__(root=root, **kwargs)
+        check_val_fraction(val_fraction)
+        if limit_val is not None and limit_val < 0:
+            raise ConfigError(f"data.limit_val must be null or ≥ 0, got {limit_val}")
+        self.val_fraction, self.limit_val = val_fraction, limit_val
         if stage not in STAGES:
             raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
         if harmony_view not in HARMONY_VIEWS:
@@ -173,6 +181,8 @@ class LMMDataModule(BaseDataModule):
             tasks = sorted({t for _, t in pairs["train"]} & {"harmony", "naturalness", "overall"})
             self.level_spans = {t: observed_span(s.score(t) for s, task in pairs["train"] if task == t) for t in tasks}
         for part, items in pairs.items():
+            if part == "val" and not items:
+                continue
             train = part == "train"
             self.datasets[part] = InstructionDataset(
                 self.dataset_root,
@@ -195,31 +205,45 @@ class LMMDataModule(BaseDataModule):
             # §4.1: every sample except the test ids of all three subsets
             test_ids = sorted(set().union(*(set(parts["test"]) for parts in subsets.values())))
             held_out = set(test_ids)
+            train, val = self._carve([s.id for s in samples if s.id not in held_out], by_id)
             return {
-                "train": [(s, "grounding") for s in samples if s.id not in held_out],
+                "train": [(by_id[i], "grounding") for i in train],
+                "val": [(by_id[i], "grounding") for i in val],
                 "test": [(by_id[i], "grounding") for i in head(test_ids, self.limit_test)],
             }
         if self.stage == "explain":
+            train, val = self._carve(subsets["overall"]["train"], by_id)
             out = {}
-            for part in ("train", "test"):
-                ids = subsets["overall"][part]
+            for part, ids in (("train", train), ("val", val), ("test", subsets["overall"]["test"])):
                 usable = [(by_id[i], "overall") for i in ids if self._explainable(by_id[i], part)]
                 if len(ids) > len(usable):
                     need = "completion / overall score" + (" or CoT" if part == "train" and self.with_cot else "")
                     log.warning(
                         "stage 3 %s: %d of %d overall samples lack a %s", part, len(ids) - len(usable), len(ids), need
                     )
-                out[part] = head(usable, self.limit_test) if part == "test" else usable
+                limit = {"test": self.limit_test, "val": self.limit_val}.get(part)
+                out[part] = head(usable, limit)
             return out
+        carved = {t: self._carve(subsets[t]["train"], by_id) for t in self.tasks}
+        parts = {
+            "train": {t: carved[t][0] for t in self.tasks},
+            "val": {t: carved[t][1] for t in self.tasks},
+            "test": {t: subsets[t]["test"] for t in self.tasks},
+        }
         out = {}
-        for part in ("train", "test"):
-            per_task = [[(by_id[i], t) for i in subsets[t][part]] for t in self.tasks]
-            if part == "test" and self.limit_test is not None:  # keep every task represented
-                per_task = [p[: max(1, self.limit_test // len(self.tasks))] for p in per_task]
+        for part, ids in parts.items():
+            per_task = [[(by_id[i], t) for i in ids[t]] for t in self.tasks]
+            limit = {"test": self.limit_test, "val": self.limit_val}.get(part)
+            if limit is not None:  # keep every task represented
+                per_task = [p[: max(1, limit // len(self.tasks))] for p in per_task]
             # interleave the tasks, so every batch (and a one-batch debug run) sees all of them
-            longest = max(len(p) for p in per_task)
+            longest = max((len(p) for p in per_task), default=0)
             out[part] = [p[k] for k in range(longest) for p in per_task if k < len(p)]
         return out
+
+    def _carve(self, train_ids: list[str], by_id: dict[str, PAISample]) -> tuple[list[str], list[str]]:
+        """(train, val) of a part's training ids, whole source images to validation (``val_fraction``)."""
+        return carve_val(train_ids, by_id, self.val_fraction, self.seed)
 
     def _explainable(self, sample: PAISample, part: str) -> bool:
         if sample.score("completion") is None or sample.score("overall") is None:

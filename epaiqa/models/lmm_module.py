@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from transformers import get_cosine_schedule_with_warmup
 
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings, merge_lora_weights
@@ -31,6 +32,8 @@ from epaiqa.lmm.loss import answer_loss
 from epaiqa.lmm.scoring import score, score_continuations
 from epaiqa.models.task import BaseTask, TaskResult, correlation_result
 
+#: constant: every step at its group's rate; cosine: linear warm-up, then cosine decay to 0 (LLaVA's SFT recipe)
+LR_SCHEDULES = ("constant", "cosine")
 #: Checkpoint key of the stages the weights went through, oldest first.
 LINEAGE_KEY = "epaiqa_stages"
 
@@ -70,9 +73,15 @@ class EPAIQAStage(BaseTask):
         gradient_checkpointing: bool = False,
         freeze: list[str] | None = None,
         lr_groups: Mapping[str, float] | None = None,
+        lr_schedule: str = "constant",
+        warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+        if not 0 <= warmup_ratio < 1:
+            raise ConfigError(f"model.warmup_ratio must lie in [0, 1), got {warmup_ratio}")
         backbone_settings(backbone)  # unknown keys fail before anything is built
         lora_settings(lora)
         self.model, self.processor = build_backbone(backbone)
@@ -82,6 +91,8 @@ class EPAIQAStage(BaseTask):
         if gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
         self.model = apply_lora(self.model, lora)
+        #: the last validation epoch's metrics per task (``val/<task>/<metric>``; in the results record)
+        self.val_results: dict[str, dict[str, Any]] = {}
         for name, param in self.model.named_parameters():
             if any(part in name for part in freeze or []):
                 param.requires_grad = False
@@ -162,6 +173,17 @@ class EPAIQAStage(BaseTask):
         """Batches hold samples, not tensors: the processor's tensors are moved when they are made."""
         return batch
 
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """The validation split is scored as the test split is (settings are chosen on it, never on test)."""
+        self.test_step(batch, batch_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        self._rows = []
+
+    def on_validation_epoch_end(self) -> None:
+        with self.evaluating("val"):
+            self.val_results = {task: r.metrics for task, r in self.gathered_results().items()}
+
     def param_groups(self) -> list[dict[str, Any]]:
         """The trained parameters in optimiser groups: one per ``lr_groups`` entry that matches, then the rest."""
         rates = dict(self.hparams["lr_groups"] or {})
@@ -176,8 +198,17 @@ class EPAIQAStage(BaseTask):
         out = [{"params": params, "lr": rates[part], "name": part} for part, params in groups.items()]
         return out + ([{"params": rest, "lr": self.hparams["lr"], "name": "rest"}] if rest else [])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"])
+    def configure_optimizers(self) -> Any:
+        """AdamW over :meth:`param_groups`; ``cosine``: linear warm-up (``warmup_ratio`` of the steps), then cosine."""
+        optimizer = torch.optim.AdamW(
+            self.param_groups(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
+        )
+        if self.hparams["lr_schedule"] == "constant":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = round(self.hparams["warmup_ratio"] * total)
+        schedule = get_cosine_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         convs, images = batch["conversations"], batch["images"]

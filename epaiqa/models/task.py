@@ -100,11 +100,16 @@ class BaseTask(L.LightningModule):
         self._rows = []
 
     def on_test_epoch_end(self) -> None:
-        self._results = self.summarise_rows(gather_rows(self._rows, key=("task", "id")))
-        for task, result in self._results.items():
+        self._results = self.gathered_results()
+
+    def gathered_results(self) -> dict[str, TaskResult]:
+        """The results of every process's rows of this epoch, logged as ``<split>/<task>/<metric>``."""
+        results = self.summarise_rows(gather_rows(self._rows, key=("task", "id")))
+        for task, result in results.items():
             self._log_metrics(task, result.metrics)
             for name, metrics in result.subsets.items():
                 self._log_metrics(f"{task}_{name}", metrics)
+        return results
 
     def summarise_rows(self, rows: list[dict[str, Any]]) -> dict[str, TaskResult]:
         """Results per task of all rows of a test epoch (every process's): :meth:`summarise` per task."""
