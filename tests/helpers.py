@@ -36,6 +36,8 @@ def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: b
             if "limit_val" in cfg.data:  # LMM stages: a few validation samples after each epoch
                 cfg.data.limit_val = 4
             cfg.trainer.accelerator = "cpu"
+            # the same numbers on every CI machine (auto would take bf16 where the CPU has AMX)
+            cfg.trainer.precision = "32-true"
             cfg.trainer.enable_progress_bar = False
             cfg.trainer.enable_model_summary = False
     return cfg

@@ -130,7 +130,7 @@ def test_mini_scores_agree_in_fp32_and_bf16_autocast(mini: tuple, demo_root: Pat
 
     model, processor, _ = mini
     model.eval()
-    samples = load_manifest(demo_root)[:6]
+    samples = load_manifest(demo_root)[:4]
     for build, template in (
         (harmony_instruction, ANSWER_TEMPLATES["harmony"]),
         (naturalness_instruction, ANSWER_TEMPLATES["naturalness"]),
@@ -140,5 +140,5 @@ def test_mini_scores_agree_in_fp32_and_bf16_autocast(mini: tuple, demo_root: Pat
         fp32 = score(model, processor, convs, images, template)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = score(model, processor, convs, images, template)
-        assert fp32.dtype == bf16.dtype == torch.float32 and fp32.shape == (6,)
+        assert fp32.dtype == bf16.dtype == torch.float32 and fp32.shape == (4,)
         assert float((fp32 - bf16).abs().max()) <= 0.1, (fp32, bf16)

@@ -5,12 +5,14 @@ from types import SimpleNamespace
 
 import pytest
 from helpers import make_cfg
+from omegaconf import open_dict
 
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.splits import load_splits
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.data import LMMDataModule
 from epaiqa.models.lmm_module import EPAIQAScoring
+from epaiqa.precision import choose_precision
 
 
 def ids(datamodule: LMMDataModule, part: str) -> dict[str, set[str]]:
@@ -62,10 +64,13 @@ def test_a_stage_run_records_its_validation_metrics(demo_root: Path, tmp_path: P
         "data.limit_test=4",
         "eval_untrained=false",
     ]
-    train(make_cfg(demo_root, tmp_path, overrides))
+    cfg = make_cfg(demo_root, tmp_path, overrides)
+    with open_dict(cfg):
+        cfg.trainer.precision = "auto"  # the experiments' setting: decided for this CPU, recorded
+    train(cfg)
     record = read_record(tmp_path)
     assert record.val is not None and record.val["all"]["n"] == 4  # make_cfg's data.limit_val
-    assert record.precision == "32-true"
+    assert record.precision == choose_precision("auto", "cpu")
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "val/harmony/srcc" in header
 

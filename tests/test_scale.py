@@ -33,7 +33,8 @@ def test_gather_rows_drops_sampler_repeats_and_sorts() -> None:
 def test_trainer_presets_compose(demo_root: Path, tmp_path: Path, preset: str) -> None:
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage2_mixed", f"trainer={preset}"], small=False)
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
-    assert cfg.trainer.precision == ("32-true" if preset == "ddp" else "bf16-mixed")
+    # the LMM experiments decide precision at run time (bf16 where the hardware has it: epaiqa/precision.py)
+    assert cfg.trainer.precision == "auto"
     assert "accumulate_grad_batches" in cfg.trainer or preset == "ddp"
 
 

@@ -248,8 +248,11 @@ class EPAIQAGrounding(EPAIQAStage):
     STAGE = "grounding"
 
     def __init__(self, *args: Any, freeze_llm: bool = True, train_vision: bool = True, **kwargs: Any) -> None:
-        if lora_settings(kwargs.get("lora"))["enabled"]:
-            raise ConfigError("model.lora: stage 1 freezes the LLM; LoRA applies to stages 2 and 3")
+        if freeze_llm and lora_settings(kwargs.get("lora"))["enabled"]:
+            raise ConfigError(
+                "model.lora: stage 1 freezes the LLM (the paper's rule); LoRA adapters on it in stage 1 need "
+                "model.freeze_llm=false"
+            )
         super().__init__(*args, **kwargs)
         self.hparams.update(freeze_llm=freeze_llm, train_vision=train_vision)
         for name, param in self.model.named_parameters():
