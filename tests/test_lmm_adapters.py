@@ -98,7 +98,8 @@ def test_stage1_refuses_lora_unless_the_llm_is_unfrozen(demo_root: Path, tmp_pat
     with pytest.raises(ConfigError, match="stage 1 freezes the LLM"):
         train(cfg)
     # the documented exception (mini: the frozen SmolLM2 does not learn the box format): adapters on the LLM
-    cfg = make_cfg(demo_root, tmp_path, ["experiment=stage1_grounding", "model.lora.enabled=true", "model.freeze_llm=false"])
+    unfrozen = ["experiment=stage1_grounding", "model.lora.enabled=true", "model.freeze_llm=false"]
+    cfg = make_cfg(demo_root, tmp_path, unfrozen)
     module = build(cfg.model)
     trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trained)
