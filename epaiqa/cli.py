@@ -49,17 +49,22 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from epaiqa.data.prepare import prepare
+    from epaiqa.data.prepare import prepare, split_parameters
 
     if (message := _root_error(args.root)) is not None:
         print(f"error: {message}", file=sys.stderr)
         return 1
-    stats, sizes = prepare(args.root, seed=args.seed, test_fraction=args.test_fraction, group_by=args.group_by)
+    root = Path(args.root)
+    given = {"seed": args.seed, "test_fraction": args.test_fraction, "group_by": args.group_by}
+    parameters, kept = split_parameters(root, given, args.resplit)
+    stats, sizes = prepare(root, **given, resplit=args.resplit)
     print(stats.summary())
     for task, parts in sizes.items():
         print(f"{task}: train {parts['train']}, test {parts['test']}")
-    root = Path(args.root)
-    print(f"wrote {root / 'manifest.jsonl'} and {root / 'splits.json'} (previous versions kept as *.bak)")
+    how = "kept from the existing splits.json" if kept else "a new split"
+    split = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in parameters.items())
+    print(f"split: {split} ({how}; --resplit to split again)")
+    print(f"wrote {root / 'manifest.jsonl'} and {root / 'splits.json'} (previous versions kept as numbered *.bak)")
     return 0
 
 
@@ -167,6 +172,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from epaiqa.data.manifest import MAX_PROMPT_CHARS
     from epaiqa.eval.scorer import load_scorer
 
     single = args.source is not None or args.edited is not None
@@ -175,6 +181,9 @@ def _score(args: argparse.Namespace) -> int:
         return 2
     if args.manifest is not None and args.out is None:
         print("error: --manifest needs --out FILE (JSONL; a rerun resumes it)", file=sys.stderr)
+        return 2
+    if len(args.prompt) > MAX_PROMPT_CHARS:
+        print(f"error: --prompt is {len(args.prompt):,} characters long; at most {MAX_PROMPT_CHARS:,}", file=sys.stderr)
         return 2
     scorer = load_scorer(args.checkpoint).to(args.device)
     if single:
@@ -262,9 +271,10 @@ def parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("prepare", help="clean ratings.csv into the manifest's mos fields and build splits.json")
     pr.add_argument("root")
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--test-fraction", type=float, default=0.2)
-    pr.add_argument("--group-by", choices=("source", "id"), default="source")
+    pr.add_argument("--seed", type=int, help="split seed (default: the existing split's, else 0)")
+    pr.add_argument("--test-fraction", type=float, help="default: the existing split's, else 0.2")
+    pr.add_argument("--group-by", choices=("source", "id"), help="default: the existing split's, else source")
+    pr.add_argument("--resplit", action="store_true", help="split again (the test split changes)")
     pr.set_defaults(func=_prepare)
 
     d = sub.add_parser("demo-data", help="generate the synthetic demo PAI set")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -13,9 +14,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from epaiqa.checkpoint import AtomicCheckpointIO
+from epaiqa.checkpoint import AtomicCheckpointIO, check_checkpoint_file
 from epaiqa.data.base import check_stage
 from epaiqa.errors import ConfigError, EPAIQAError
 from epaiqa.eval.results import FAILED, TRACEBACK, RunRecord, n_of, print_record, write_record
@@ -51,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, RunRecord]:
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(out, recursive=True)  # leftovers of a killed run resumed into this folder
     check_profile(cfg)
+    _resume_path(cfg)  # a damaged ckpt_path is refused before anything in the run folder is written
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("competitor") is not None:  # Table 3: a regressor on finished runs' predictions, no training loop
@@ -99,6 +102,7 @@ def _resume_path(cfg: DictConfig) -> str | None:
         return None
     if not Path(path).expanduser().is_file():
         raise ConfigError(f"ckpt_path: {path} does not exist (resume from <run>/checkpoints/last.ckpt)")
+    check_checkpoint_file(Path(path).expanduser(), "ckpt_path")
     return str(Path(path).expanduser())
 
 
@@ -168,7 +172,7 @@ def write_run(
         "data_fingerprint": datamodule.fingerprint(),
         "lineage": lineage,
         "data": data,
-        "checkpoint": best,
+        "checkpoint": _within(best, out),
         "epochs": trainer.current_epoch if trained else 0,
         "precision": str(trainer.precision),
         "timing": timing,
@@ -228,6 +232,14 @@ def log_explanations(trainer: L.Trainer, rows: list[dict[str, Any]]) -> None:
             logger.log_table("test/explanations", columns=list(EXPLANATION_COLUMNS), data=data)
 
 
+def _within(path: str | None, out: Path) -> str | None:
+    """``path`` relative to the run folder when it lies inside it (a copied or moved run finds its own weights)."""
+    if not path:
+        return None
+    resolved, root = Path(path).resolve(), out.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
+
+
 def _multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -252,6 +264,11 @@ def run(cfg: DictConfig) -> float | None:
     """
     try:
         records = train(cfg)
+    except SIGTERMException:
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        resume = f"resume with ckpt_path={last}" if last.is_file() else "no checkpoint was written yet"
+        print(f"error: stopped by SIGTERM; {resume}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as exc:
         if not _multirun():
             if isinstance(exc, EPAIQAError):

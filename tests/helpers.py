@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+import signal as signal_module
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -44,11 +44,15 @@ def make_cfg(root: Path, out: Path, overrides: list[str] | None = None, small: b
 
 
 class KillAt(Callback):
-    """A Lightning callback that SIGKILLs its own process after training step ``step`` (a crash mid-epoch)."""
+    """A Lightning callback that signals its own process after training step ``step``: SIGKILL (a crash
+    mid-epoch) or another signal by name (``SIGTERM``: a scheduler's stop)."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
         self.step = step
+        self.signal = getattr(signal_module, signal)
+        self.sent = False
 
     def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
-        if trainer.global_step >= self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signal)

@@ -37,6 +37,7 @@ def test_prepare_rewrites_mos_and_splits(demo_copy: Path, capsys) -> None:
     assert main(["prepare", str(demo_copy), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "conflicting" in out and "harmony: train" in out
+    assert "split: seed 1, test fraction 0.2, group by source (a new split; --resplit to split again)" in out
     again = [json.loads(line) for line in (demo_copy / "manifest.jsonl").read_text().splitlines()]
     assert all(rec["mos"]["harmony"] is not None for rec in again)
     assert (demo_copy / "splits.json").is_file()
@@ -112,9 +113,9 @@ def test_validate_fails_on_a_bad_splits_file(demo_copy: Path, capsys) -> None:
 
 
 def test_file_system_error_is_one_line_naming_the_path(demo_copy: Path, capsys) -> None:
-    (demo_copy / "manifest.jsonl.bak").unlink(missing_ok=True)
-    (demo_copy / "manifest.jsonl.bak").mkdir()  # the backup cannot replace a folder
+    (demo_copy / "splits.json").unlink()
+    (demo_copy / "splits.json").mkdir()  # the new split cannot replace a folder
     before = (demo_copy / "manifest.jsonl").read_bytes()
     assert main(["prepare", str(demo_copy)]) == 1
-    assert str(demo_copy / "manifest.jsonl.bak") in one_error_line(capsys)
+    assert str(demo_copy / "splits.json") in one_error_line(capsys)
     assert (demo_copy / "manifest.jsonl").read_bytes() == before

@@ -173,7 +173,7 @@ def test_prepare_checks_what_it_would_write_before_writing(demo_copy: Path, monk
 
 def test_prepare_keeps_a_backup_of_what_it_replaces(demo_copy: Path) -> None:
     manifest, splits = (demo_copy / "manifest.jsonl").read_bytes(), (demo_copy / "splits.json").read_bytes()
-    prepare(demo_copy, seed=7, check_images=False)
+    prepare(demo_copy, seed=7, check_images=False, resplit=True)
     assert (demo_copy / "manifest.jsonl.bak").read_bytes() == manifest
     assert (demo_copy / "splits.json.bak").read_bytes() == splits
     assert (demo_copy / "splits.json").read_bytes() != splits  # another seed, another split

@@ -32,7 +32,7 @@ from epaiqa.data.crops import crop_region
 from epaiqa.data.images import load_rgb
 from epaiqa.data.levels import bin_level
 from epaiqa.data.manifest import check_samples, load_manifest, write_manifest
-from epaiqa.data.prepare import _backup as backup_file
+from epaiqa.data.prepare import keep_backup as backup_file
 from epaiqa.data.schema import MANIFEST, SPLITS, PAISample
 from epaiqa.data.splits import check_splits, load_splits
 from epaiqa.errors import ConfigError, DataError

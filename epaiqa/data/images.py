@@ -24,6 +24,7 @@ colour conversion, and returns the problem as a string.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -70,11 +71,22 @@ def max_pixels() -> int:
     return value
 
 
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` is no file to open: missing, a loop of symbolic links, or something else."""
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop so
+        return "is a loop of symbolic links"
+    except OSError as exc:
+        return "is a loop of symbolic links" if exc.errno == errno.ELOOP else "file not found"
+    return "is not a file"
+
+
 @contextmanager
 def _open(path: Path) -> Iterator[Image.Image]:
     """Open the header of ``path`` and check size, frames and mode; nothing is decoded yet."""
     if not path.is_file():
-        raise _ImageProblem("file not found" if not path.exists() else "is not a file")
+        raise _ImageProblem(_not_a_file(path))
     limit = max_pixels()
     # Pillow's bomb check would raise (or warn) before we can name the size and our limit; it is
     # replaced by the check below, which reads the same header before any pixel is decoded.

@@ -24,6 +24,13 @@ from epaiqa.io import atomic_write_text
 
 REQUIRED = ("id", "source", "edited", "prompt", "bbox", "edit_type")
 BBOX_TOLERANCE = 1e-3
+#: bounds on texts whose size drives memory (tokenised into every question; EPAIQA-15K's prompts are one sentence)
+MAX_PROMPT_CHARS = 1_000
+MAX_COT_CHARS = 8_000
+#: the smallest width and height of a source or edited image (a 1x1 image has no region, crop or patch to read)
+MIN_IMAGE_SIDE = 8
+#: a manifest line longer than this is refused before it is parsed
+MAX_LINE_CHARS = 64_000
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,15 @@ def _check_mos(mos: Any) -> list[tuple[str, str]]:
     return problems
 
 
+def prompt_problem(prompt: Any) -> str | None:
+    """Why ``prompt`` cannot be an editing prompt (None if it can): a non-empty string of bounded length."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        return "must be a non-empty string"
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return f"is {len(prompt):,} characters long; an editing prompt may have at most {MAX_PROMPT_CHARS:,}"
+    return None
+
+
 def _check_cot(cot: Any) -> list[tuple[str, str]]:
     if cot is None:
         return []
@@ -113,6 +129,8 @@ def _check_cot(cot: Any) -> list[tuple[str, str]]:
             problems.append((f"cot.{key}", f"unknown section (known: {', '.join(COT_FIELDS)})"))
         elif not isinstance(value, str):
             problems.append((f"cot.{key}", f"must be text, got {type(value).__name__}"))
+        elif len(value) > MAX_COT_CHARS:
+            problems.append((f"cot.{key}", f"is {len(value):,} characters long; at most {MAX_COT_CHARS:,}"))
     return problems
 
 
@@ -131,6 +149,9 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
     def bad(field: str, message: str) -> None:
         problems.append(Problem(MANIFEST, lineno, field, message))
 
+    if len(raw) > MAX_LINE_CHARS:
+        bad("json", f"the line is {len(raw):,} characters long; a sample may take at most {MAX_LINE_CHARS:,}")
+        return None, problems
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -154,8 +175,8 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
             resolve_inside(root, data[key])
         except ValueError as exc:
             bad(key, str(exc))
-    if not isinstance(data["prompt"], str) or not data["prompt"].strip():
-        bad("prompt", "must be a non-empty string")
+    if (msg := prompt_problem(data["prompt"])) is not None:
+        bad("prompt", msg)
     if (msg := check_bbox(data["bbox"])) is not None:
         bad("bbox", msg)
     if data["edit_type"] not in EDIT_TYPES:
@@ -208,6 +229,11 @@ def check_lines(
                 if rel not in images:
                     images[rel] = _checked(root, rel, memo)
                 msg, size = images[rel]
+                if msg is None and size is not None and min(size) < MIN_IMAGE_SIDE:
+                    msg, size = (
+                        f"is {size[0]}x{size[1]} pixels, under the {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} minimum",
+                        None,
+                    )
                 if msg is not None:
                     problems.append(Problem(MANIFEST, lineno, key, f"{rel}: {msg}"))
                 sizes[key] = size
@@ -266,9 +292,16 @@ def validate(
     if not manifest.is_file():
         return [], [Problem(MANIFEST, 0, "file", f"not found in {root}")]
     try:
-        lines = manifest.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        data = manifest.read_bytes()
+    except OSError as exc:
         return [], [Problem(MANIFEST, 0, "file", f"cannot be read ({exc})")]
+    try:
+        lines = data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        lineno = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"not UTF-8: byte 0x{data[exc.start]:02x} at column {column}; save the manifest as UTF-8"
+        return [], [Problem(MANIFEST, lineno, "file", message)]
 
     memo = ValidatedImages(root) if remember and check_images else None
     samples, problems = check_lines(lines, root, check_images=check_images, memo=memo)

@@ -279,7 +279,7 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
             "features": list(SUBTASKS),
             "train_metrics": "out-of-fold predictions of the cross-validation",
         },
-        checkpoint=str(out / MODEL_FILE),
+        checkpoint=MODEL_FILE,  # relative to the run folder
     )
     write_record(out, record)
     print_record(record)

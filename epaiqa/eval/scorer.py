@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import track
 from torch.utils.data import DataLoader
 
+from epaiqa.checkpoint import check_checkpoint_file
 from epaiqa.data.crops import difference_bbox
 from epaiqa.data.datasets import PAIDataset
 from epaiqa.data.images import load_rgb
@@ -42,15 +43,21 @@ SCORING_MODEL = "epaiqa.models.iqa_module.IQARegressor"
 
 
 def checkpoint_of(folder: Path, record: RunRecord) -> Path:
-    """The run's best checkpoint: the record's path, or the file of that name in ``FOLDER/checkpoints`` (moved runs)."""
-    candidates = []
+    """The run's best checkpoint inside ``folder``, never outside it (a copied or moved run scores its own weights).
+
+    The record names it relative to the run (older records: an absolute path, of which the file name is looked up
+    in ``FOLDER/checkpoints``); a record that names none falls back to ``checkpoints/last.ckpt``.
+    """
     if record.checkpoint:
-        candidates += [Path(record.checkpoint), folder / "checkpoints" / Path(record.checkpoint).name]
-    candidates.append(folder / "checkpoints" / "last.ckpt")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise DataError(f"{folder}: no checkpoint found (looked for {', '.join(str(p) for p in candidates)})")
+        named = Path(record.checkpoint)
+        path = folder / named if not named.is_absolute() else folder / "checkpoints" / named.name
+        if not path.is_file():
+            raise DataError(f"{folder}: the run's best checkpoint {path.relative_to(folder)} is missing")
+        return path
+    path = folder / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise DataError(f"{folder}: no checkpoint found (the record names none, and {path} does not exist)")
+    return path
 
 
 class ManifestScoring:
@@ -227,14 +234,16 @@ def load_scorer(path: str | Path) -> ManifestScoring:
     cfg = OmegaConf.load(config)
     assert isinstance(cfg, DictConfig)
     target = OmegaConf.select(cfg, "model._target_")
-    if target in STAGE_MODELS:
-        return build_lmm_scorer(folder, record, cfg, chosen or checkpoint_of(folder, record))
-    if target != SCORING_MODEL:
+    if target not in STAGE_MODELS and target != SCORING_MODEL:
         raise ConfigError(
             f"{folder}: a run of {target or 'an unknown model'}, which cannot score here (baselines, EPAIQA stages and "
             "best competitors can); bring other models' predictions in with `epaiqa evaluate`"
         )
-    return _baseline_scorer(folder, record, cfg, chosen or checkpoint_of(folder, record))
+    weights = chosen or checkpoint_of(folder, record)
+    check_checkpoint_file(weights, "score")
+    if target in STAGE_MODELS:
+        return build_lmm_scorer(folder, record, cfg, weights)
+    return _baseline_scorer(folder, record, cfg, weights)
 
 
 def run_record(folder: Path) -> RunRecord:

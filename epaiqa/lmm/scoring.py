@@ -100,7 +100,8 @@ def level_probabilities(logits_at_pos: torch.Tensor, level_ids: Sequence[int]) -
 def score_from_logits(logits_at_pos: torch.Tensor, level_ids: Sequence[int]) -> torch.Tensor:
     """Q-Align score: level probabilities · (1, 2, 3, 4, 5); shape = ``logits_at_pos`` without the last dim."""
     probabilities = level_probabilities(logits_at_pos, level_ids)
-    return probabilities @ torch.tensor(LEVEL_WEIGHTS, device=probabilities.device)
+    weights = torch.tensor(LEVEL_WEIGHTS, device=probabilities.device)
+    return (probabilities * weights).sum(dim=-1)  # not ``@``: autocast would run it (and return it) in bf16
 
 
 @torch.no_grad()

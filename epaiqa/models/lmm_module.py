@@ -42,6 +42,10 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+#: the longest answer a stage generates (a stage-3 explanation is ~150 tokens; memory grows with the length)
+MAX_NEW_TOKENS = 1024
+
+
 class EPAIQAStage(BaseTask):
     """What every stage shares: the backbone, LoRA / gradient checkpointing, ``init_from`` and its lineage.
 
@@ -82,6 +86,8 @@ class EPAIQAStage(BaseTask):
             raise ConfigError(f"model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if not 0 <= warmup_ratio < 1:
             raise ConfigError(f"model.warmup_ratio must lie in [0, 1), got {warmup_ratio}")
+        if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise ConfigError(f"model.max_new_tokens must lie in [1, {MAX_NEW_TOKENS}], got {max_new_tokens}")
         backbone_settings(backbone)  # unknown keys fail before anything is built
         lora_settings(lora)
         self.model, self.processor = build_backbone(backbone)

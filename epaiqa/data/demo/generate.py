@@ -187,7 +187,7 @@ def generate_demo_set(
     writer.writeheader()
     writer.writerows(rating_rows)
     atomic_write_text(out / "ratings.csv", buffer.getvalue())
-    prepare(out, seed=seed, check_images=False, backup=False)
+    prepare(out, seed=seed, check_images=False, backup=False, resplit=True)
 
     cleaned = load_manifest(out, check_images=False)
     write_manifest(out, [replace(s, cot=explain(params_by_id[s.id], s.mos)) for s in cleaned])
