@@ -1,12 +1,12 @@
-"""Entry point: ``python run.py experiment=stage2_harmony`` (all logic lives in :mod:`epaiqa.train`)."""
+"""Entry point: ``python run.py experiment=stage2_harmony`` (all logic lives in :mod:`epaiqa.jobs`)."""
 
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from epaiqa.jobs import FAILED_JOBS, run
 from epaiqa.runs import register_resolvers
-from epaiqa.train import FAILED_JOBS, run
 
 register_resolvers()
 

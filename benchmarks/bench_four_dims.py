@@ -2,7 +2,7 @@
 
 The model: an untrained :class:`~epaiqa.models.lmm_module.EPAIQAExplain` whose record's lineage is
 ``["scoring", "explain"]`` (so it answers harmony and naturalness too), in an
-:class:`~epaiqa.eval.lmm_scorer.LMMScorer` built directly (timing needs no training). Per batch of demo samples:
+:class:`~epaiqa.scoring.lmm.LMMScorer` built directly (timing needs no training). Per batch of demo samples:
 
 - one encoding: :meth:`LMMScorer.score_samples` — harmony one forward, naturalness one forward (their questions
   show other images), then explanation, completion verdict and overall level from one generation, the overall
@@ -29,9 +29,9 @@ def make_scorer(backbone: str, max_new_tokens: int) -> Any:
     """An untrained stage-3 scorer whose lineage has stage 2 (harmony, naturalness, overall, completion)."""
     from omegaconf import OmegaConf
 
-    from epaiqa.eval.lmm_scorer import LMMScorer
-    from epaiqa.eval.results import RunRecord
     from epaiqa.models.lmm_module import EPAIQAExplain
+    from epaiqa.records.results import RunRecord
+    from epaiqa.scoring.lmm import LMMScorer
 
     stage = EPAIQAExplain(backbone=backbone_spec(backbone), max_new_tokens=max_new_tokens)
     cfg = OmegaConf.create(
@@ -50,11 +50,11 @@ def four_passes(scorer: Any, samples: list[Any], root: Path) -> list[dict[str, A
     """:meth:`LMMScorer.score_samples` with the overall level read by re-encoding (the previous way)."""
     import torch
 
-    from epaiqa.eval.lmm_scorer import SCORED, level_word, placeholder_rated
     from epaiqa.lmm.explain import overall_prefix, parse_completion
     from epaiqa.lmm.generation import generate
     from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_template
     from epaiqa.lmm.scoring import score
+    from epaiqa.scoring.lmm import SCORED, level_word, placeholder_rated
 
     with torch.inference_mode():
         scorer.stage.eval()

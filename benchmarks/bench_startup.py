@@ -1,4 +1,5 @@
-"""(f) Job start-up: ``python run.py`` to its first training step, and ``import epaiqa.train``, vs ``import epaiqa``.
+"""(f) Job start-up: ``python run.py`` to its first training step, ``import epaiqa.train`` and the commands that do
+not train (``epaiqa report`` / ``stats`` on a missing folder, ``score --help``), vs ``import epaiqa``.
 
 Each side is a fresh Python process, timed from just before it is started to the moment it reaches its point
 (a timestamp it writes): ``import epaiqa`` (the package's ``__init__``: the interpreter's own start-up, nearly),
@@ -63,6 +64,21 @@ def time_import(module: str) -> float:
     return float(out.stdout.strip().splitlines()[-1]) - start
 
 
+def time_cli(*args: str) -> float:
+    """Seconds of a whole ``epaiqa ARGS`` process (``python -m epaiqa.cli``), start to exit, whatever its status."""
+    start = time.time()
+    subprocess.run([sys.executable, "-m", "epaiqa.cli", *args], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    return time.time() - start
+
+
+#: commands that do not train, which must not import Lightning or transformers to answer
+NON_TRAINING = {
+    "report_missing": ("report", "/nonexistent/epaiqa-runs"),
+    "stats_missing": ("stats", "/nonexistent/epaiqa-root"),
+    "score_help": ("score", "--help"),
+}
+
+
 def time_first_step(root: Path, work: Path) -> float:
     """Seconds from starting ``python run.py`` (the default run) to its first training step."""
     marker = work / "first_step"
@@ -95,12 +111,18 @@ def run(quick: bool = False, repeats: int | None = None, root: Path | None = Non
                 "import_epaiqa": reporting(lambda: time_import("epaiqa")),
                 "import_train": reporting(lambda: time_import("epaiqa.train")),
                 "run_py": reporting(lambda: time_first_step(root, work)),
+                **{name: reporting(lambda args=args: time_cli(*args)) for name, args in NON_TRAINING.items()},
             },
             repeats=repeats,
             warmup=1,
         )
     per = "one process"
+    cli_rows = [
+        ratio_result(NAME, f"epaiqa {' '.join(args)} / import epaiqa", times, name, "import_epaiqa", per=per)
+        for name, args in NON_TRAINING.items()
+    ]
     return [
+        *cli_rows,
         ratio_result(NAME, "import epaiqa.train / import epaiqa", times, "import_train", "import_epaiqa", per=per),
         ratio_result(
             NAME,

@@ -91,7 +91,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from epaiqa.eval.report import collect, log_to_wandb, scalars_to_markdown, to_markdown, write_report
+    from epaiqa.report.tables import collect, log_to_wandb, scalars_to_markdown, to_markdown, write_report
 
     report = collect(args.dirs)
     if not report.tables and not report.scalars and not report.failed and not report.judged:
@@ -104,12 +104,12 @@ def _report(args: argparse.Namespace) -> int:
     for task, rows in report.scalars.items():
         print(scalars_to_markdown(task, rows))
     if report.judged:  # Table 4: the judged explanations (epaiqa judge)
-        from epaiqa.eval.table4 import table4_markdown, table4_rows
+        from epaiqa.report.table4 import table4_markdown, table4_rows
 
         print(table4_markdown(table4_rows(report.judged)))
     written = write_report(report, out, plcc)
     if args.html:
-        from epaiqa.eval.html import write_html
+        from epaiqa.report.html import write_html
 
         page, notes = write_html(report, args.dirs, out, plcc)
         written.append(page)
@@ -137,7 +137,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from epaiqa.data.manifest import load_manifest
-    from epaiqa.eval.figures import divergence_grid, write_dataset_figures
+    from epaiqa.report.figures import divergence_grid, write_dataset_figures
 
     if (message := _root_error(args.root)) is not None:
         print(f"error: {message}", file=sys.stderr)
@@ -152,9 +152,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from epaiqa.eval.imported import evaluate_predictions
-    from epaiqa.eval.results import print_record, write_record
     from epaiqa.io import atomic_write_csv
+    from epaiqa.records.imported import evaluate_predictions
+    from epaiqa.records.results import print_record, write_record
 
     if (message := _root_error(args.root)) is not None:
         print(f"error: {message}", file=sys.stderr)
@@ -173,7 +173,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     from epaiqa.data.manifest import MAX_PROMPT_CHARS
-    from epaiqa.eval.scorer import load_scorer
+    from epaiqa.scoring.load import load_scorer
 
     single = args.source is not None or args.edited is not None
     if single == (args.manifest is not None) or (single and (args.source is None or args.edited is None)):
@@ -338,7 +338,7 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--dirs", nargs="+", help="run or sweep folders with W&B run files (default: outputs multirun)")
     db.add_argument("--out", help="the spec's JSON file (default: FIRST_DIR/wandb_dashboard.json)")
     db.set_defaults(func=_dashboard)
-    from epaiqa.llm.commands import add_commands  # judge, cot: the LMM clients' subcommands
+    from epaiqa.llm_commands import add_commands  # judge, cot: the LMM clients' subcommands
 
     add_commands(sub)
     return p

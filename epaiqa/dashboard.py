@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from epaiqa.data.schema import EDIT_TYPES
 from epaiqa.errors import DataError
-from epaiqa.eval.results import TYPE_LABELS
+from epaiqa.records.results import TYPE_LABELS
 from epaiqa.wandb_logging import CONFIG_KEYS, PREDICTIONS_KEY
 
 #: the paper's tables, by the task they score

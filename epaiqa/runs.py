@@ -3,9 +3,9 @@
 - :func:`register_resolvers` adds the Hydra resolvers of ``conf/hydra/default.yaml``: ``run_id`` (unique per
   process: two runs started in the same second never share a folder) and ``run_dir`` (a resumed run writes
   into the folder of the checkpoint it resumes).
-- :class:`DeterministicEpochs` reseeds every random generator at the start of each training epoch from (seed,
-  epoch), so a run resumed from ``last.ckpt`` repeats exactly what the uninterrupted run did (the sampler's
-  order comes from :class:`~epaiqa.data.base.EpochSampler`).
+- :class:`~epaiqa.reseed.DeterministicEpochs` (its own module: Lightning is imported only by runs that train)
+  makes a resumed run repeat exactly what the uninterrupted run did.
+- :func:`build` instantiates a config node, surfacing the project's own errors instead of Hydra's wrapper.
 - :func:`run_setting` is what defines the setting apart from the seed; :func:`record_model_name` names the row
   by the chain that made the weights.
 """
@@ -22,12 +22,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from epaiqa.errors import ConfigError
-from epaiqa.eval.results import Setting
+from epaiqa.errors import ConfigError, EPAIQAError
+from epaiqa.records.results import Setting
 
 #: config keys that do not change what a run computes (or are the seed): left out of the setting
 NOT_SETTING = (
@@ -64,6 +64,23 @@ def run_dir(ckpt_path: Any, default: str) -> str:
     return default
 
 
+#: longest sweep sub-folder name kept as it is (bytes; file systems allow 255 a path component)
+MAX_DIRNAME_BYTES = 200
+
+
+def short_name(name: str) -> str:
+    """``${short_name:NAME}``: NAME if it fits :data:`MAX_DIRNAME_BYTES`, else its start and a hash of all of it.
+
+    A sweep job's folder is named by its overrides; long ones (paths, lists) would exceed the file system's
+    255 bytes. The hash keeps two long names that share their start apart.
+    """
+    data = str(name).encode()
+    if len(data) <= MAX_DIRNAME_BYTES:
+        return str(name)
+    start = data[: MAX_DIRNAME_BYTES - 17].decode(errors="ignore")
+    return f"{start}~{hashlib.sha256(data).hexdigest()[:16]}"
+
+
 PROFILES = ("demo", "paper")
 
 
@@ -77,24 +94,11 @@ def by_profile(demo: Any, paper: Any, *, _root_: DictConfig) -> Any:
 
 
 def register_resolvers() -> None:
-    """Register ``${run_id:}``, ``${run_dir:CKPT,DEFAULT}`` and ``${profile:DEMO,PAPER}`` (idempotent)."""
-    for name, fn in (("run_id", run_id), ("run_dir", run_dir), ("profile", by_profile)):
+    """Register ``${run_id:}``, ``${run_dir:CKPT,DEFAULT}``, ``${profile:DEMO,PAPER}``, ``${short_name:NAME}``."""
+    resolvers = (("run_id", run_id), ("run_dir", run_dir), ("profile", by_profile), ("short_name", short_name))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
-
-
-class DeterministicEpochs(L.Callback):
-    """Reseed Python, NumPy and torch at the start of every training epoch from (seed, epoch).
-
-    Dropout and any other draw during an epoch then depend only on the seed and the epoch, not on what ran
-    before (an untrained test, a validation loop, a process restart), which makes resuming exact.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        L.seed_everything((self.seed * 1_000_003 + trainer.current_epoch) % 2**32, workers=True, verbose=False)
 
 
 def _setting_config(cfg: DictConfig) -> dict[str, Any]:
@@ -204,4 +208,19 @@ def check_profile(cfg: DictConfig) -> None:
     )
     if HydraConfig.initialized():
         raise ConfigError(message)
+    from lightning.pytorch.utilities import rank_zero_warn
+
     rank_zero_warn(message)
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that surfaces the project's own errors instead of Hydra's wrapper."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, EPAIQAError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, EPAIQAError):
+            raise cause from None
+        raise ConfigError(f"cannot build {node.get('_target_', 'a config node')}: {exc}") from None

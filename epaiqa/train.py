@@ -3,52 +3,31 @@
 from __future__ import annotations
 
 import json
-import signal
-import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from epaiqa.checkpoint import AtomicCheckpointIO, check_checkpoint_file
 from epaiqa.data.base import check_stage
-from epaiqa.errors import ConfigError, EPAIQAError
-from epaiqa.eval.results import FAILED, TRACEBACK, RunRecord, n_of, print_record, write_record
-from epaiqa.io import atomic_write_csv, atomic_write_json, atomic_write_text, sweep_stale_temps
-from epaiqa.models.task import BaseTask, TaskResult
+from epaiqa.errors import ConfigError
+from epaiqa.io import atomic_write_csv, atomic_write_text, sweep_stale_temps
+from epaiqa.models.task import BaseTask
 from epaiqa.precision import choose_precision
-from epaiqa.runs import DeterministicEpochs, check_profile, git_commit, record_model_name, run_setting
+from epaiqa.records.metrics import TaskResult
+from epaiqa.records.results import RunRecord, n_of, print_record, write_record
+from epaiqa.reseed import DeterministicEpochs
+from epaiqa.runs import build, check_profile, git_commit, record_model_name, run_setting
 from epaiqa.scale import check_strategy
 from epaiqa.timing import PhaseTimes
 from epaiqa.wandb_logging import log_comparison, with_comparison_keys
 
-#: sweep jobs of this process that failed (run.py exits non-zero when any did)
-FAILED_JOBS: list[str] = []
 
-
-def build(node: DictConfig, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` that surfaces the project's own errors instead of Hydra's wrapper."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        while cause is not None and not isinstance(cause, EPAIQAError) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, EPAIQAError):
-            raise cause from None
-        raise ConfigError(f"cannot build {node.get('_target_', 'a config node')}: {exc}") from None
-
-
-def train(cfg: DictConfig) -> dict[str, RunRecord]:
-    """Run one experiment; returns its results records per task (also written as ``results.json``)."""
-    times = PhaseTimes()
+def open_run(cfg: DictConfig) -> Path:
+    """The run's folder, ready: leftovers swept, profile and ``ckpt_path`` checked, ``config.yaml`` written, seeded."""
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps(out, recursive=True)  # leftovers of a killed run resumed into this folder
@@ -56,11 +35,17 @@ def train(cfg: DictConfig) -> dict[str, RunRecord]:
     _resume_path(cfg)  # a damaged ckpt_path is refused before anything in the run folder is written
     atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("competitor") is not None:  # Table 3: a regressor on finished runs' predictions, no training loop
-        from epaiqa.eval.competitor import run_best_competitor
+    return out
 
-        return {"overall": run_best_competitor(cfg, out)}
 
+def train(cfg: DictConfig) -> dict[str, RunRecord]:
+    """Train and test one model; returns its results records per task (also written as ``results.json``)."""
+    if cfg.get("competitor") is not None:
+        raise ConfigError(
+            "experiment=best_competitor fits a regressor, not a model: run it through epaiqa.jobs.run_job"
+        )
+    times = PhaseTimes()
+    out = open_run(cfg)
     with times.phase("setup_data"):
         datamodule = build(cfg.data)
         datamodule.prepare_data()
@@ -238,59 +223,3 @@ def _within(path: str | None, out: Path) -> str | None:
         return None
     resolved, root = Path(path).resolve(), out.resolve()
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
-
-
-def _multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def record_failure(folder: Path, exc: BaseException, overrides: list[str]) -> dict[str, Any]:
-    """Write ``failed.json`` (error, overrides, traceback file) and ``traceback.txt`` into a job's folder."""
-    atomic_write_text(folder / TRACEBACK, "".join(traceback.format_exception(exc)))
-    failure = {"error": f"{type(exc).__name__}: {exc}", "overrides": overrides, "traceback": TRACEBACK}
-    atomic_write_json(folder / FAILED, failure)
-    return failure
-
-
-def run(cfg: DictConfig) -> float | None:
-    """Entry used by ``run.py``.
-
-    A single run turns project errors into one message and exit status 1. In a multirun sweep a failed job
-    writes ``failed.json`` and its full ``traceback.txt`` into its folder and returns, so the other jobs still
-    run; ``run.py`` then exits non-zero, and ``epaiqa report`` lists the failure.
-    """
-    try:
-        records = train(cfg)
-    except SIGTERMException:
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        resume = f"resume with ckpt_path={last}" if last.is_file() else "no checkpoint was written yet"
-        print(f"error: stopped by SIGTERM; {resume}", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except Exception as exc:
-        if not _multirun():
-            if isinstance(exc, EPAIQAError):
-                print(f"error: {exc}", file=sys.stderr)
-                raise SystemExit(1) from None
-            raise
-        from hydra.core.hydra_config import HydraConfig
-
-        hc = HydraConfig.get()
-        failure = record_failure(Path(hc.runtime.output_dir), exc, list(hc.overrides.task))
-        FAILED_JOBS.append(hc.runtime.output_dir)
-        print(f"job {hc.job.num} failed: {failure['error']} (see {hc.runtime.output_dir}/{TRACEBACK})", file=sys.stderr)
-        return None
-    if not records:  # a non-zero rank of a distributed run
-        return None
-    first = next(iter(records.values()))
-    return objective(first)
-
-
-def objective(record: RunRecord) -> float | None:
-    """What a sweeper maximises: the best validation SRCC of the run, else (no validation split) the test SRCC."""
-    best = (record.data or {}).get("best_val") or {}
-    if best.get("value") is not None:
-        return float(best["value"])
-    return record.test["all"].get("srcc") if record.is_table else None

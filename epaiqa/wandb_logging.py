@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw
 
 from epaiqa.errors import DataError
-from epaiqa.eval.results import RunRecord, is_table
+from epaiqa.records.results import RunRecord, is_table
 
 #: flat config keys of every run and the config paths they are read from (the first that is set wins)
 CONFIG_PATHS: dict[str, tuple[str, ...]] = {

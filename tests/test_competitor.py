@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from helpers import make_cfg
 
+from epaiqa.competitor import fit_regressor, pick_runs
 from epaiqa.data.manifest import load_manifest
 from epaiqa.errors import ConfigError, DataError
-from epaiqa.eval.competitor import fit_regressor, pick_runs
-from epaiqa.eval.results import COMPLETION3, RunRecord, read_record, write_record
-from epaiqa.eval.scorer import load_scorer
-from epaiqa.train import train
+from epaiqa.jobs import run_job
+from epaiqa.records.results import COMPLETION3, RunRecord, read_record, write_record
+from epaiqa.scoring.load import load_scorer
 
 
 def _record(folder: Path, task: str, model: str, train_srcc: float | None, reference: bool, fp: str = "fp") -> None:
@@ -77,7 +77,7 @@ def test_the_cross_validated_forest_learns_a_rule_of_the_sub_scores() -> None:
 def test_best_competitor_runs_from_sweep_folders(demo_root: Path, baseline_sweep: Path, tmp_path: Path) -> None:
     comp = ["experiment=best_competitor", f"competitor.runs=[{baseline_sweep}]"]
     grid = "competitor.grid.random_forest={n_estimators:[20],max_depth:[2,null]}"
-    (record,) = train(make_cfg(demo_root, tmp_path / "comp", [*comp, grid])).values()
+    (record,) = run_job(make_cfg(demo_root, tmp_path / "comp", [*comp, grid])).values()
     assert record.kind == "regressor" and record.task == "overall" and record.model.startswith("best_competitor_nr(")
     picks = record.data["picks"]
     assert {picks[t]["run"] for t in picks} == {str(baseline_sweep / t) for t in ("harmony", "naturalness")}
@@ -101,7 +101,7 @@ def test_best_competitor_runs_from_sweep_folders(demo_root: Path, baseline_sweep
     assert pair["overall"]["score"] == pytest.approx(float(table[0]["pred"]), abs=1e-5)
     assert pair["harmony"]["score"] == pytest.approx(float(table[0]["harmony_pred"]), abs=1e-5)
     with pytest.raises(ConfigError, match="no trained FR run"):
-        train(make_cfg(demo_root, tmp_path / "fr", [*comp, "competitor.mode=fr"]))
+        run_job(make_cfg(demo_root, tmp_path / "fr", [*comp, "competitor.mode=fr"]))
 
 
 def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, baseline_sweep: Path, tmp_path: Path) -> None:
@@ -124,12 +124,12 @@ def test_without_runs_the_candidates_are_trained_first_and_kept_on_rerun(demo_ro
     fast = "[" + ",".join(f"'{o}'" for o in [*fast, "logger=csv"]) + "]"  # quoted: Hydra's list of overrides
     overrides = ["experiment=best_competitor", "competitor.candidates.nr=[wadiqam_nr]"]
     overrides += [f"competitor.candidate_overrides={fast}", "competitor.grid.random_forest={n_estimators:[10]}"]
-    (record,) = train(make_cfg(demo_root, tmp_path, overrides)).values()
+    (record,) = run_job(make_cfg(demo_root, tmp_path, overrides)).values()
     runs = {t: Path(p["run"]) for t, p in record.data["picks"].items()}
     assert runs == {t: tmp_path / "candidates" / f"{t}_wadiqam_nr" for t in ("harmony", "naturalness")}
     trained = read_record(runs["harmony"])
     assert trained.model == "wadiqam_nr" and "baseline=wadiqam_nr" in trained.setting.overrides
     assert trained.data_fingerprint == record.data_fingerprint and trained.seed == record.seed
     stamp = (runs["harmony"] / "results.json").stat().st_mtime_ns
-    (again,) = train(make_cfg(demo_root, tmp_path, overrides)).values()
+    (again,) = run_job(make_cfg(demo_root, tmp_path, overrides)).values()
     assert (runs["harmony"] / "results.json").stat().st_mtime_ns == stamp and again.test == record.test

@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 from epaiqa.baselines import create_baseline
 from epaiqa.data.base import EpochSampler, check_stage
 from epaiqa.errors import ConfigError
-from epaiqa.eval.results import COMPLETION3
 from epaiqa.lmm.data import LMMDataModule
 from epaiqa.models.iqa_module import regression_loss
+from epaiqa.records.results import COMPLETION3
 from epaiqa.runs import record_model_name
 from epaiqa.train import train
 

@@ -11,7 +11,7 @@ import pytest
 from loopback import Loopback, user_text
 
 from epaiqa.cli import main
-from epaiqa.data.cot_engine import (
+from epaiqa.cot_engine import (
     CACHE,
     PROVENANCE,
     clean_piece,

@@ -8,8 +8,8 @@ import pytest
 from epaiqa.cli import main
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.splits import load_splits
-from epaiqa.eval.report import collect
-from epaiqa.eval.results import read_record
+from epaiqa.records.results import read_record
+from epaiqa.report.tables import collect
 
 
 def _split(root: Path, task: str, part: str = "test") -> list[tuple[str, float]]:

@@ -12,9 +12,9 @@ from PIL import Image
 from epaiqa.cli import main
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import EDIT_TYPES, PAISample
-from epaiqa.eval import figures
-from epaiqa.eval.html import PAGE, pick_explanations, prediction_folder
-from epaiqa.eval.results import RunRecord, Setting, write_record
+from epaiqa.records.results import RunRecord, Setting, write_record
+from epaiqa.report import figures
+from epaiqa.report.html import PAGE, pick_explanations, prediction_folder
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [

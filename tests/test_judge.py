@@ -16,7 +16,7 @@ from loopback import Loopback, free_url, user_text
 
 from epaiqa.cli import main
 from epaiqa.data.manifest import load_manifest
-from epaiqa.eval.judge import final_scores, judge_type, parse_verdict, vote, voted_scores
+from epaiqa.judge.rules import final_scores, judge_type, parse_verdict, vote, voted_scores
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-judge-FAKE-KEY-987654321"

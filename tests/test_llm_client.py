@@ -11,9 +11,9 @@ from PIL import Image
 
 from epaiqa.errors import ConfigError
 from epaiqa.llm.api import APIClient, retry_after
+from epaiqa.llm.base import LLMError
 from epaiqa.llm.batch import Job, Usage, ask_all
 from epaiqa.llm.cache import ReplyCache
-from epaiqa.llm.client import LLMError
 from epaiqa.llm.limits import Pacer
 from epaiqa.llm.prompt import ImagePart, Prompt
 from epaiqa.llm.settings import CONF_DIR, DEFAULTS, resolve_client

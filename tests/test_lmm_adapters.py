@@ -10,7 +10,8 @@ from epaiqa.errors import ConfigError
 from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings
 from epaiqa.lmm.backbones import build_tiny_llava_onevision
 from epaiqa.lmm.instructions import encode_supervised, harmony_instruction
-from epaiqa.train import build, train
+from epaiqa.runs import build
+from epaiqa.train import train
 
 
 def _batch(root: Path, processor, n: int = 2):  # type: ignore[no-untyped-def]

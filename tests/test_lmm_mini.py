@@ -77,7 +77,7 @@ def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple,
     from helpers import make_cfg
     from omegaconf import open_dict
 
-    from epaiqa.train import build
+    from epaiqa.runs import build
 
     _, _, saved = mini
     cfg = make_cfg(tmp_path, tmp_path, ["experiment=stage2_harmony", "model/backbone=mini"], small=False)

@@ -100,7 +100,7 @@ def test_stage3_leaves_out_samples_without_cot_and_says_how_many(
     manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
     overrides = ["experiment=stage3_explain", "data.limit_test=2", "data.val_fraction=0", *FAST]
     cfg = make_cfg(demo_copy, tmp_path, overrides)
-    from epaiqa.train import build
+    from epaiqa.runs import build
 
     datamodule = build(cfg.data)
     with caplog.at_level("WARNING"):

@@ -55,7 +55,7 @@ def test_no_validation_split_and_bad_fractions(demo_root: Path) -> None:
 
 
 def test_a_stage_run_records_its_validation_metrics(demo_root: Path, tmp_path: Path) -> None:
-    from epaiqa.eval.results import read_record
+    from epaiqa.records.results import read_record
     from epaiqa.train import train
 
     overrides = [

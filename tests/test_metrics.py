@@ -2,7 +2,7 @@
 
 import torch
 
-from epaiqa.eval.metrics import correlations
+from epaiqa.records.metrics import correlations
 
 
 def test_logistic_plcc_straightens_a_monotonic_nonlinear_relation() -> None:

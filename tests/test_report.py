@@ -5,8 +5,8 @@ import pytest
 
 from epaiqa.cli import main
 from epaiqa.data.schema import EDIT_TYPES
-from epaiqa.eval.report import collect, ranks, to_markdown
-from epaiqa.eval.results import RunRecord, Setting, read_record, write_record
+from epaiqa.records.results import RunRecord, Setting, read_record, write_record
+from epaiqa.report.tables import collect, ranks, to_markdown
 
 
 def table(base: float) -> dict:

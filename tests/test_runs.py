@@ -107,3 +107,20 @@ def test_failed_sweep_job_writes_its_traceback_and_the_sweep_exits_1(demo_root: 
 
     assert main(["report", str(sweep)]) == 1  # a failed job shows in the exit status
     assert main(["report", str(sweep), "--allow-failed"]) == 0
+
+
+def test_long_sweep_folder_names_are_hashed_under_the_file_system_limit() -> None:
+    from omegaconf import OmegaConf
+
+    from epaiqa.runs import MAX_DIRNAME_BYTES, register_resolvers
+
+    register_resolvers()
+    long = "model.init_from=" + "/very/long/path" * 30 + ",data.harmony_view=context,é"
+    other = long[:-1] + "è"
+    cfg = OmegaConf.create({"a": long, "b": other, "c": "baseline=dbcnn", "sa": "${short_name:${a}}"})
+    cfg.sb, cfg.sc = "${short_name:${b}}", "${short_name:${c}}"
+    assert cfg.sc == "baseline=dbcnn"  # short names stay readable and unchanged
+    assert len(cfg.sa.encode()) <= MAX_DIRNAME_BYTES < 255
+    assert cfg.sa.startswith("model.init_from=/very/long/path") and cfg.sa != cfg.sb  # same start, kept apart
+    hydra_conf = (Path(__file__).parents[1] / "conf" / "hydra" / "default.yaml").read_text()
+    assert "${short_name:${hydra.job.override_dirname}}" in hydra_conf

@@ -12,8 +12,9 @@ from lightning.pytorch.strategies import FSDPStrategy
 
 from epaiqa.distributed import gather_rows
 from epaiqa.errors import ConfigError
+from epaiqa.runs import build
 from epaiqa.scale import fsdp_strategy
-from epaiqa.train import build, train
+from epaiqa.train import train
 
 RUN = Path(__file__).resolve().parents[1] / "run.py"
 

@@ -11,8 +11,8 @@ from epaiqa import load_scorer
 from epaiqa.cli import main
 from epaiqa.data.crops import difference_bbox
 from epaiqa.data.manifest import load_manifest
-from epaiqa.eval.imported import evaluate_predictions
-from epaiqa.eval.results import read_record
+from epaiqa.records.imported import evaluate_predictions
+from epaiqa.records.results import read_record
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from epaiqa.dashboard import (
 )
 from epaiqa.data.schema import EDIT_TYPES
 from epaiqa.errors import DataError
-from epaiqa.eval.results import read_record
+from epaiqa.records.results import read_record
 from epaiqa.runs import register_resolvers
 from epaiqa.train import train
 from epaiqa.wandb_logging import CONFIG_KEYS, PREDICTION_COLUMNS, PREDICTIONS_KEY, model_family, with_comparison_keys

@@ -9,7 +9,7 @@ loopback tests pin is what users get:
 - otherwise, and for timeouts, dropped connections and replies that are no chat completion, the wait is
   ``backoff_s · 2^attempt`` (at most ``max_backoff_s``, times a jitter in [0.5, 1]);
 - after ``max_retries`` retries, and at once for any other status (400, 401, 403, 404, …), a one-line
-  :class:`~epaiqa.llm.client.LLMError` names the client, the endpoint and the server's own message, never the key.
+  :class:`~epaiqa.llm.base.LLMError` names the client, the endpoint and the server's own message, never the key.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from epaiqa.llm.client import LLMError, Reply, redact
+from epaiqa.llm.base import LLMError, Reply, redact
 from epaiqa.llm.prompt import Prompt
 from epaiqa.llm.settings import PROVIDERS, ClientSettings
 

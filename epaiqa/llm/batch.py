@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from epaiqa.llm.base import Client, Reply
 from epaiqa.llm.cache import ReplyCache, cache_key
-from epaiqa.llm.client import Client, Reply
 from epaiqa.llm.limits import Pacer
 from epaiqa.llm.prompt import Prompt
 

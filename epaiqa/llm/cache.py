@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from epaiqa.llm.client import Reply
+from epaiqa.llm.base import Reply
 
 
 def cache_key(client: str, prompt_hash: str, sample_id: str, repetition: int) -> str:

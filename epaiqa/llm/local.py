@@ -14,7 +14,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from epaiqa.llm.client import Reply
+from epaiqa.llm.base import Reply
 from epaiqa.llm.prompt import Prompt
 from epaiqa.llm.settings import ClientSettings
 
@@ -40,29 +40,21 @@ class LocalClient:
         self.settings = settings
         self.model, self.processor, self._lock = load_model(settings.model)
 
-    def _inputs(self, prompt: Prompt) -> Any:
-        text = self.processor.apply_chat_template(prompt.conversation(), add_generation_prompt=True, tokenize=False)
-        images = [image.pil() for image in prompt.images]
-        if images:
-            return self.processor(text=[text], images=[images], return_tensors="pt")
-        return self.processor(text=[text], return_tensors="pt")
-
     def ask(self, prompt: Prompt, seed: int = 0) -> Reply:
         """The model's reply, sampled with ``seed`` (greedy at temperature 0)."""
         import torch
+
+        from epaiqa.lmm.generation import generate
 
         temperature = DEFAULT_TEMPERATURE if self.settings.temperature is None else float(self.settings.temperature)
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             sampling = {"do_sample": True, "temperature": temperature, "top_k": 0}
-        with self._lock, torch.no_grad(), torch.random.fork_rng(devices=[]):
+        images = [[image.pil() for image in prompt.images]]
+        with self._lock, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            inputs = self._inputs(prompt).to(self.model.device)
-            if "pixel_values" in inputs:
-                inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-            out = self.model.generate(**inputs, max_new_tokens=self.settings.max_tokens, **sampling)
-        length = inputs["input_ids"].shape[1]
-        new = out[0, length:]
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        text = tokenizer.decode(new, skip_special_tokens=True).strip()
-        return Reply(text, prompt_tokens=int(length), completion_tokens=int(new.shape[0]))
+            out = generate(
+                self.model, self.processor, [prompt.conversation()], images, self.settings.max_tokens, sampling
+            )
+        prompt_tokens = int(out.attention_mask[0].sum())
+        return Reply(out.texts[0], prompt_tokens=prompt_tokens, completion_tokens=out.lengths[0])

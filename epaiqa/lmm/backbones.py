@@ -33,6 +33,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
 from epaiqa.errors import ConfigError
+from epaiqa.lmm.chat_template import INTERLEAVED_CHAT_TEMPLATE
 
 #: The backbone of the paper, and its small sibling (both LLaVA-OneVision, Qwen2 LLM, SigLIP vision tower).
 PAPER_BACKBONE = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
@@ -46,29 +47,6 @@ LLAVA_ONEVISION_TOKENS: tuple[str, ...] = ("<image>", "<video>")
 QWEN2_PRETOKENIZE_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-#: LLaVA-OneVision's Qwen2 chat format (``<|im_start|>role\n … <|im_end|>\n``, generation prompt
-#: ``<|im_start|>assistant\n``), except that each ``{"type": "image"}`` part becomes ``<image>`` where it
-#: stands among the text parts, as in the paper's questions ("The original image is: [image], …").
-#: The hub's own template puts all images first; :func:`load_backbone` swaps it for this one.
-#: Assistant text sits in ``{% generation %}`` blocks, so assistant-token masks also work.
-INTERLEAVED_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['content'] is string %}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}{% endgeneration %}"
-    "{% else %}{{ message['content'] }}{% endif %}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<image>' }}"
-    "{% elif part['type'] == 'video' %}{{ '<video>' }}"
-    "{% elif part['type'] == 'text' %}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ part['text'] }}{% endgeneration %}"
-    "{% else %}{{ part['text'] }}{% endif %}"
-    "{% endif %}{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
 #: Shapes of the random LLaVA-OneVision backbones (SigLIP → 2-layer MLP → Qwen2). ``tiny`` is the test and demo
@@ -328,7 +306,8 @@ def load_backbone(
     in the local cache when ``local_files_only`` is set, or by default when ``HF_HUB_OFFLINE`` /
     ``TRANSFORMERS_OFFLINE`` is set — then a missing model fails at once (no download retries) with a
     :class:`ConfigError` that says what to download and which config key to set. For LLaVA-OneVision the
-    processor's chat template becomes :data:`INTERLEAVED_CHAT_TEMPLATE` unless ``interleaved_template=False``.
+    processor's chat template becomes :data:`~epaiqa.lmm.chat_template.INTERLEAVED_CHAT_TEMPLATE` unless
+    ``interleaved_template=False``.
     Extra keyword arguments (``attn_implementation``, ``device_map``, …) go to ``from_pretrained``.
     """
     import epaiqa.lmm.mini  # noqa: F401  (registers the mini backbone's vision tower with the Auto classes)

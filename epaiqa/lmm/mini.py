@@ -23,7 +23,7 @@ What composes and what needed glue (facts met building it):
 - The five level words *with a leading space* are single SmolLM2 tokens (" bad" 3309, " poor" 3183, " fair" 3506,
   " good" 1123, " excellent" 5412); the Q-Align readout relies on that (pinned by a test).
 - SmolLM2's chat template inserts a default system prompt; the LLaVA-OneVision ChatML template of
-  :data:`~epaiqa.lmm.backbones.INTERLEAVED_CHAT_TEMPLATE` (no system turn, images where the question puts them)
+  :data:`~epaiqa.lmm.chat_template.INTERLEAVED_CHAT_TEMPLATE` (no system turn, images where the question puts them)
   is used instead: SmolLM2 speaks ChatML (``<|im_start|>`` 1, ``<|im_end|>`` 2).
 - ``save_pretrained`` refuses a GGUF-loaded model until its ``quantization_config`` is gone: the weights are
   copied into a fresh ``LlamaForCausalLM``.
@@ -53,6 +53,7 @@ from transformers import (
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from epaiqa.io import ensure_folder
+from epaiqa.lmm.chat_template import INTERLEAVED_CHAT_TEMPLATE
 from epaiqa.weights import (
     LITE0_ARCH,
     LITE0_FEATURES,
@@ -167,8 +168,6 @@ def _quiet_gguf_load(path: Path) -> tuple[Any, Any]:
 
 def compose_mini(seed: int = 0) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """Lite0 (ImageNet) → random MLP projector (``seed``) → SmolLM2-135M-Instruct, and its processor."""
-    from epaiqa.lmm.backbones import INTERLEAVED_CHAT_TEMPLATE
-
     tokenizer, gguf_llm = _quiet_gguf_load(smollm2_gguf())
     text_config = gguf_llm.config
     if hasattr(text_config, "quantization_config"):

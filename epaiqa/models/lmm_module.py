@@ -30,7 +30,8 @@ from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
 from epaiqa.lmm.loss import answer_loss
 from epaiqa.lmm.scoring import score, score_continuations
-from epaiqa.models.task import BaseTask, TaskResult, correlation_result
+from epaiqa.models.task import BaseTask
+from epaiqa.records.metrics import TaskResult, correlation_result
 
 #: constant: every step at its group's rate; cosine: linear warm-up, then cosine decay to 0 (LLaVA's SFT recipe)
 LR_SCHEDULES = ("constant", "cosine")

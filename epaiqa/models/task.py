@@ -12,57 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
-import torch
 
 from epaiqa.distributed import gather_rows
-from epaiqa.eval.metrics import correlations_by_edit_type
-from epaiqa.eval.results import COMPLETION3, Metrics, is_table
+from epaiqa.records.metrics import TaskResult, correlation_result
+from epaiqa.records.results import Metrics, is_table
 
 #: checkpoint key of the untrained metrics (per task), carried over when a run resumes
 UNTRAINED_KEY = "epaiqa_untrained"
-#: row keys that hold text (explanations): kept out of predictions.csv, written to explanations.jsonl
-TEXT_KEYS = ("prompt", "explanation", "reference_answer", "answer")
-
-
-@dataclass
-class TaskResult:
-    """One task's outcome of a test epoch: metrics, the completion-3 subset (overall task), per-sample rows."""
-
-    metrics: Metrics
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    subsets: dict[str, Metrics] = field(default_factory=dict)
-
-    @property
-    def predictions(self) -> list[dict[str, Any]]:
-        """The rows without their texts."""
-        return [{k: v for k, v in r.items() if k not in TEXT_KEYS} for r in self.rows]
-
-    @property
-    def generations(self) -> list[dict[str, Any]]:
-        """The rows that carry generated text (stage 3), else empty."""
-        return [r for r in self.rows if "explanation" in r]
-
-
-def correlation_result(rows: list[dict[str, Any]]) -> TaskResult:
-    """SRCC/PLCC/KRCC/RMSE of ``pred`` against ``mos`` per edit type.
-
-    For rows with a prompt completion (the overall task) the completion-3 subset too, apart from the all-sample
-    score.
-    """
-
-    def table(part: list[dict[str, Any]]) -> Metrics:
-        preds = torch.tensor([float(r["pred"]) for r in part], dtype=torch.float64)
-        mos = torch.tensor([float(r["mos"]) for r in part], dtype=torch.float64)
-        return correlations_by_edit_type(preds, mos, [r["edit_type"] for r in part])
-
-    result = TaskResult(table(rows), rows)
-    if rows and all(r.get("completion") is not None for r in rows):
-        result.subsets[COMPLETION3] = table([r for r in rows if r["completion"] == 3])
-    return result
 
 
 class BaseTask(L.LightningModule):

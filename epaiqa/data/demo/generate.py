@@ -202,7 +202,7 @@ def generate_demo_set(
 
 def demo_root(cache_dir: str | Path, n: int, seed: int, size: int) -> Path:
     """Where the cached demo set of these settings lives."""
-    return Path(cache_dir) / f"demo-v{DEMO_VERSION}-n{n}-seed{seed}-size{size}"
+    return Path(cache_dir).expanduser() / f"demo-v{DEMO_VERSION}-n{n}-seed{seed}-size{size}"
 
 
 def ensure_demo_set(cache_dir: str | Path, n: int = 3000, seed: int = 0, size: int = 192) -> Path:

@@ -7,7 +7,7 @@ from the regressor on them — as the run's test predicted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,14 @@ import torch
 from epaiqa.data.levels import bin_level
 from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import DataError
-from epaiqa.eval.competitor import MODEL_FILE, SUBTASKS
-from epaiqa.eval.results import RunRecord
-from epaiqa.eval.scorer import ManifestScoring, Scorer, load_scorer
+from epaiqa.records.results import RunRecord
+from epaiqa.scoring.base import ManifestScoring
+from epaiqa.scoring.baseline import Scorer
+
+#: the sub-scores a best competitor regresses the overall score on
+SUBTASKS = ("harmony", "naturalness")
+#: the fitted regressor in a best-competitor run folder
+MODEL_FILE = "regressor.joblib"
 
 
 @dataclass
@@ -76,8 +81,14 @@ class RegressorScorer(ManifestScoring):
         return rows
 
 
-def load_regressor_scorer(folder: Path, record: RunRecord) -> RegressorScorer:
-    """The regressor of a best-competitor run folder and scorers of the runs it picked."""
+def load_regressor_scorer(
+    folder: Path, record: RunRecord, load_run: Callable[[str | Path], ManifestScoring]
+) -> RegressorScorer:
+    """The regressor of a best-competitor run folder and scorers of the runs it picked.
+
+    ``load_run`` makes a run folder a scorer (:func:`~epaiqa.scoring.load.load_scorer`, passed in by it: loading
+    a picked run is loading any run, and the loader sits above its implementations).
+    """
     path = folder / MODEL_FILE
     if not path.is_file():
         raise DataError(f"{folder}: no {MODEL_FILE} (a best-competitor run that did not finish?)")
@@ -91,7 +102,7 @@ def load_regressor_scorer(folder: Path, record: RunRecord) -> RegressorScorer:
         raise DataError(f"{folder}: the record names no picked run for {', '.join(missing)}")
     scorers = {}
     for task in SUBTASKS:
-        scorer = load_scorer(picks[task]["run"])
+        scorer = load_run(picks[task]["run"])
         if not isinstance(scorer, Scorer):
             raise DataError(f"{folder}: the picked {task} run {picks[task]['run']} is not a baseline run")
         scorers[task] = scorer

@@ -1,5 +1,8 @@
 """SRCC / PLCC (and KRCC, RMSE, logistic PLCC) overall and per edit type, as the paper's tables report them.
 
+A test epoch's outcome per task is a :class:`TaskResult`: its metrics (:func:`correlation_result` for the scored
+tasks), the completion-3 subset of the overall task, and the per-sample rows.
+
 ``plcc`` is Pearson's r of the raw predictions; ``plcc_logistic`` is Pearson's r after the 4-parameter logistic
 mapping of predictions to MOS that VQEG prescribes (fitted on the scored samples themselves, as IQA papers do).
 Both are kept: the tables say which one they show.
@@ -10,6 +13,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +22,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from torchmetrics.functional import kendall_rank_corrcoef, mean_squared_error, pearson_corrcoef, spearman_corrcoef
 
 from epaiqa.data.schema import EDIT_TYPES
+from epaiqa.records.results import COMPLETION3, Metrics
 
 MIN_N = 3
 
@@ -73,3 +79,44 @@ def correlations_by_edit_type(
         mask = torch.tensor([t == edit_type for t in edit_types], dtype=torch.bool)
         table[edit_type] = correlations(preds[mask], target[mask])
     return table
+
+
+#: row keys that hold text (explanations): kept out of predictions.csv, written to explanations.jsonl
+TEXT_KEYS = ("prompt", "explanation", "reference_answer", "answer")
+
+
+@dataclass
+class TaskResult:
+    """One task's outcome of a test epoch: metrics, the completion-3 subset (overall task), per-sample rows."""
+
+    metrics: Metrics
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    subsets: dict[str, Metrics] = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> list[dict[str, Any]]:
+        """The rows without their texts."""
+        return [{k: v for k, v in r.items() if k not in TEXT_KEYS} for r in self.rows]
+
+    @property
+    def generations(self) -> list[dict[str, Any]]:
+        """The rows that carry generated text (stage 3), else empty."""
+        return [r for r in self.rows if "explanation" in r]
+
+
+def correlation_result(rows: list[dict[str, Any]]) -> TaskResult:
+    """SRCC/PLCC/KRCC/RMSE of ``pred`` against ``mos`` per edit type.
+
+    For rows with a prompt completion (the overall task) the completion-3 subset too, apart from the all-sample
+    score.
+    """
+
+    def table(part: list[dict[str, Any]]) -> Metrics:
+        preds = torch.tensor([float(r["pred"]) for r in part], dtype=torch.float64)
+        mos = torch.tensor([float(r["mos"]) for r in part], dtype=torch.float64)
+        return correlations_by_edit_type(preds, mos, [r["edit_type"] for r in part])
+
+    result = TaskResult(table(rows), rows)
+    if rows and all(r.get("completion") is not None for r in rows):
+        result.subsets[COMPLETION3] = table([r for r in rows if r["completion"] == 3])
+    return result

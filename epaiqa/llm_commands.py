@@ -58,8 +58,8 @@ def _fmt(value: Any) -> str:
 
 def judge_command(args: argparse.Namespace) -> int:
     """``epaiqa judge RUN_DIR --judge-model CLIENT``."""
-    from epaiqa.eval.judge import CRITERIA
-    from epaiqa.eval.judge_run import JUDGE, VERDICTS, judge_run
+    from epaiqa.judge.rules import CRITERIA
+    from epaiqa.judge.run import JUDGE, VERDICTS, judge_run
 
     settings = client_settings(args.judge_model, args)
     summary = judge_run(args.run_dir, settings, args.out, args.root, args.repetitions, args.limit, args.progress)
@@ -90,7 +90,7 @@ SCALE_NOTE = "scores on [0, 1] = mean voted score / 2"
 
 def cot_command(args: argparse.Namespace) -> int:
     """``epaiqa cot ROOT --annotators A,B,C``."""
-    from epaiqa.data.cot_engine import PROVENANCE, run_cot_engine
+    from epaiqa.cot_engine import PROVENANCE, run_cot_engine
 
     names = [a.strip() for a in args.annotators.split(",") if a.strip()]
     if len(names) < 2:

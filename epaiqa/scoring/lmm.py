@@ -31,8 +31,6 @@ from epaiqa.data.levels import LEVELS
 from epaiqa.data.manifest import check_bbox
 from epaiqa.data.schema import DIMENSIONS, PAISample
 from epaiqa.errors import DataError
-from epaiqa.eval.results import RunRecord
-from epaiqa.eval.scorer import ManifestScoring
 from epaiqa.lmm.explain import overall_prefix, parse_completion
 from epaiqa.lmm.generation import generate
 from epaiqa.lmm.grounding import parse_bbox
@@ -48,6 +46,9 @@ from epaiqa.lmm.instructions import (
     qalign_instruction,
 )
 from epaiqa.lmm.scoring import score, score_continuations
+from epaiqa.records.results import RunRecord
+from epaiqa.runs import build
+from epaiqa.scoring.base import ManifestScoring
 
 #: model classes of the three stages, by the stage name their checkpoints record
 STAGE_MODELS = {
@@ -233,8 +234,6 @@ class LMMScorer(ManifestScoring):
 
 def build_lmm_scorer(folder: Path, record: RunRecord, cfg: DictConfig, checkpoint: Path) -> LMMScorer:
     """Rebuild a stage's model from its run config (without ``init_from``: the checkpoint holds every weight)."""
-    from epaiqa.train import build
-
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     OmegaConf.update(cfg, "model.init_from", None)
     stage = build(cfg.model)

@@ -26,8 +26,8 @@ from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import SPLITS
 from epaiqa.data.splits import load_splits
 from epaiqa.errors import DataError
-from epaiqa.eval.results import RunRecord, n_of
-from epaiqa.models.task import correlation_result
+from epaiqa.records.metrics import correlation_result
+from epaiqa.records.results import RunRecord, n_of
 
 #: the tasks whose predictions are scores against a MOS
 TASKS = ("harmony", "naturalness", "overall")

@@ -1,6 +1,6 @@
 """``epaiqa report --html``: the benchmark on one self-contained page.
 
-Beside the markdown and CSV that :func:`~epaiqa.eval.report.write_report` writes, ``report.html`` shows the
+Beside the markdown and CSV that :func:`~epaiqa.report.tables.write_report` writes, ``report.html`` shows the
 tables the runs give (Tables 1–3, Table 4 from judged runs, Tables 5–7 and the plain-number tasks), the dataset
 figures of the runs' dataset root (Figs. 4, 6 and 7 of §3.3, from ``data.root`` of the results records), the
 predicted score against the MOS per model and task (each run's ``predictions.csv``), SRCC per edit type as bars,
@@ -29,10 +29,10 @@ from epaiqa.data.images import load_rgb
 from epaiqa.data.manifest import load_manifest, resolve_inside
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import DataError, EPAIQAError
-from epaiqa.eval import figures
-from epaiqa.eval.report import PLCC_CHOICES, TABLE_TITLES, Report, Row, _cell, _labels, _n, _names, _row_label, ranks
-from epaiqa.eval.results import COLUMNS, TYPE_LABELS, RunRecord, find_records, read_record
 from epaiqa.io import atomic_write_text
+from epaiqa.records.results import COLUMNS, TYPE_LABELS, RunRecord, find_records, read_record
+from epaiqa.report import figures
+from epaiqa.report.tables import PLCC_CHOICES, TABLE_TITLES, Report, Row, _cell, _labels, _n, _names, _row_label, ranks
 
 PAGE = "report.html"
 PREDICTIONS = "predictions.csv"
@@ -218,8 +218,8 @@ def scalars_table(task: str, rows: list[Row]) -> str:
 
 def table4(judged: list[dict[str, Any]]) -> str:
     """Table 4 (quality explanation) from the judged runs' ``judge.json``: PA, LNA, GHA, Overall, best in bold."""
-    from epaiqa.eval.judge import CRITERIA
-    from epaiqa.eval.table4 import TITLE, table4_rows
+    from epaiqa.judge.rules import CRITERIA
+    from epaiqa.report.table4 import TITLE, table4_rows
 
     rows = table4_rows(judged)
     best = {c: max((r[c] for r in rows if r[c] is not None), default=None) for c in CRITERIA}

@@ -3,7 +3,7 @@
 Reads ``RUN_DIR/explanations.jsonl`` (stage 3, or ``experiment=explain_zeroshot``) and the run's results record (the
 model's name, the dataset root whose manifest gives each test sample's naturalness and harmony for the type split).
 Each sample of Types 1–3 whose standard answer carries its CoT analyses is judged :data:`REPETITIONS` times (see
-:mod:`epaiqa.eval.judge`); the replies are cached in ``OUT/judge_cache.jsonl`` as they arrive, so a killed run
+:mod:`epaiqa.judge.rules`); the replies are cached in ``OUT/judge_cache.jsonl`` as they arrive, so a killed run
 resumes without asking anything twice. Writes ``OUT/judge_verdicts.jsonl`` (per sample: type, every raw reply,
 the parsed verdicts, the voted scores) and ``OUT/judge.json`` (Table 4's row); ``OUT`` is ``RUN_DIR`` by default.
 """
@@ -18,15 +18,15 @@ from typing import Any
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.schema import has_explain_cot
 from epaiqa.errors import DataError
-from epaiqa.eval.judge import REPETITIONS, criteria_of, final_scores, judge_type, parse_verdict, voted_scores
-from epaiqa.eval.results import find_records, read_record
 from epaiqa.io import atomic_write_json, atomic_write_text
+from epaiqa.judge.rules import REPETITIONS, criteria_of, final_scores, judge_type, parse_verdict, voted_scores
 from epaiqa.llm.batch import Job, Usage, ask_all
 from epaiqa.llm.cache import ReplyCache
 from epaiqa.llm.client import make_client
 from epaiqa.llm.prompt import Prompt
 from epaiqa.llm.settings import ClientSettings, public
 from epaiqa.prompts import prompts_digest, template
+from epaiqa.records.results import find_records, read_record
 
 EXPLANATIONS = "explanations.jsonl"
 JUDGE = "judge.json"

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from epaiqa.errors import EPAIQAError
-from epaiqa.eval.results import COLUMNS, COMPLETION3, TYPE_LABELS, RunRecord, find_records, read_record
-from epaiqa.eval.table4 import find_judgements, write_table4
 from epaiqa.io import atomic_write_text
+from epaiqa.records.results import COLUMNS, COMPLETION3, TYPE_LABELS, RunRecord, find_records, read_record
+from epaiqa.report.table4 import find_judgements, write_table4
 from epaiqa.runs import EPAIQA_PREFIX
 
 TABLE_TITLES = {
@@ -86,7 +86,7 @@ class Report:
     ablations: dict[str, list[Row]] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
-    judged: list[dict[str, Any]] = field(default_factory=list)  # judge.json files: Table 4 (epaiqa.eval.table4)
+    judged: list[dict[str, Any]] = field(default_factory=list)  # judge.json files: Table 4 (epaiqa.report.table4)
 
 
 def _labels(records: list[RunRecord]) -> dict[tuple[str, str, str], str]:

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 from epaiqa.data.levels import LEVELS, bin_level, level_index
 from epaiqa.data.schema import EDIT_TYPES, SCORE_RANGES, PAISample
-from epaiqa.eval.results import COLUMNS, TYPE_LABELS
 from epaiqa.io import atomic_write
+from epaiqa.records.results import COLUMNS, TYPE_LABELS
 
 #: Fig. 4's panels: the three 1–5 dimensions and prompt completion (1–3)
 FIG4_DIMENSIONS: tuple[str, ...] = ("overall", "harmony", "naturalness", "completion")

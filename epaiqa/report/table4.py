@@ -1,6 +1,6 @@
 """Table 4 (quality explanation): every ``judge.json`` under the report's folders, one row per (model, judge).
 
-Scores are the judge's PA / LNA / GHA / Overall on [0, 1] (mean voted score / 2, see :mod:`epaiqa.eval.judge`);
+Scores are the judge's PA / LNA / GHA / Overall on [0, 1] (mean voted score / 2, see :mod:`epaiqa.judge.rules`);
 runs of one model judged by one judge (seeds) are averaged, and the row says how many. The paper's header reads
 "LND / GHD"; its text and appendix F say LNA / GHA, the names used here.
 """
@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from epaiqa.eval.judge import CRITERIA
 from epaiqa.io import atomic_write_text
+from epaiqa.judge.rules import CRITERIA
 
 JUDGE = "judge.json"
 TITLE = "Table 4: performance on quality explanation tasks"

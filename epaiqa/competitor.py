@@ -32,17 +32,16 @@ from sklearn.svm import SVR
 
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, EPAIQAError
-from epaiqa.eval.results import COMPLETION3, RunRecord, find_records, n_of, print_record, read_record, write_record
-from epaiqa.eval.scorer import load_scorer
 from epaiqa.io import atomic_write, atomic_write_csv
-from epaiqa.models.task import correlation_result
-from epaiqa.runs import composed_run, git_commit, run_setting
+from epaiqa.records.metrics import correlation_result
+from epaiqa.records.results import COMPLETION3, RunRecord, find_records, n_of, print_record, read_record, write_record
+from epaiqa.runs import build, composed_run, git_commit, run_setting
+from epaiqa.scoring.competitor import MODEL_FILE, SUBTASKS
+from epaiqa.scoring.load import load_scorer
+from epaiqa.train import train
 
 MODES = ("nr", "fr")
-#: the sub-scores the regressor reads, in feature order
-SUBTASKS = ("harmony", "naturalness")
 REGRESSORS = ("random_forest", "svr")
-MODEL_FILE = "regressor.joblib"
 
 
 @dataclass
@@ -173,7 +172,7 @@ def _features(picks: dict[str, Pick], root: Path, parts: list[list[PAISample]], 
     return [np.asarray([[p[s.id] for p in preds] for s in part], dtype=np.float64) for part in parts]
 
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_run(overrides: list[str]) -> DictConfig:
@@ -199,8 +198,6 @@ def train_candidates(cfg: DictConfig, out: Path, mode: str) -> Path:
     Each candidate is a Tables 1–2 run (``experiment=baseline_<task>``) with ``competitor.candidate_overrides``, on
     this run's data root, demo cache and seed; a candidate whose results record exists is kept (resume).
     """
-    from epaiqa.train import train
-
     names = list((cfg.competitor.get("candidates") or {}).get(mode) or [])
     if not names:
         raise ConfigError(f"competitor.runs is empty and competitor.candidates.{mode} names no baseline to train")
@@ -229,8 +226,6 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
 
     Without ``competitor.runs`` the candidates are trained first (:func:`train_candidates`).
     """
-    from epaiqa.train import build
-
     comp = cfg.competitor
     mode = str(comp.mode).lower()
     if mode not in MODES:

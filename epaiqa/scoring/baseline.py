@@ -1,0 +1,149 @@
+"""A trained IQA baseline of a run folder as a scorer: its view, input size, margin and reference image.
+
+A baseline's :meth:`Scorer.predict` scores samples of a dataset root the way the run saw its own test split, on
+the run's task scale; the best-competitor regressors (Table 3) score the overall subset with their picked runs
+this way. Memory stays bounded on large images: each image is decoded (up to ``EPAIQA_MAX_PIXELS``), cut to the
+run's view and resized to its input size at once, so a batch holds ``batch_size`` model-sized inputs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from rich.progress import track
+from torch.utils.data import DataLoader
+
+from epaiqa.data.crops import difference_bbox
+from epaiqa.data.datasets import PAIDataset
+from epaiqa.data.images import load_rgb
+from epaiqa.data.levels import bin_level
+from epaiqa.data.manifest import check_bbox
+from epaiqa.data.schema import SCORE_RANGES, PAISample
+from epaiqa.errors import DataError
+from epaiqa.records.results import RunRecord
+from epaiqa.runs import build
+from epaiqa.scoring.base import ManifestScoring
+
+#: the model class whose runs :func:`load_baseline_scorer` rebuilds (the IQA baselines)
+SCORING_MODEL = "epaiqa.models.iqa_module.IQARegressor"
+
+
+@dataclass
+class Scorer(ManifestScoring):
+    """A trained baseline of a run folder, ready to score samples."""
+
+    folder: Path
+    record: RunRecord
+    cfg: DictConfig
+    model: torch.nn.Module
+
+    @property
+    def task(self) -> str:
+        """The dimension the run's model scores (harmony, naturalness or overall)."""
+        return str(self.cfg.data.task)
+
+    @property
+    def view(self) -> str:
+        """What the model sees: whole, region, context or native (the run's ``data.view``)."""
+        return str(self.cfg.data.view)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> Scorer:
+        """Move the model to a device (``cpu``, ``cuda``, ``cuda:1``); returns the scorer."""
+        self.model.to(device)
+        return self
+
+    def dataset(self, root: str | Path, samples: Sequence[PAISample], task: str) -> PAIDataset:
+        """``samples`` as the run's test split showed its samples (``task`` picks the MOS carried along, if any)."""
+        data = self.cfg.data
+        return PAIDataset(
+            root,
+            samples,
+            task,
+            str(data.view),
+            int(data.image_size),
+            reference=bool(data.reference),
+            margin=float(data.get("margin", 0.3)),
+            require_mos=False,
+        )
+
+    @torch.inference_mode()
+    def predict(
+        self, root: str | Path, samples: Sequence[PAISample], task: str | None = None, batch_size: int = 32
+    ) -> dict[str, float]:
+        """The run's prediction (on its own task's scale) for each sample, by id."""
+        self.model.eval()
+        loader = DataLoader(self.dataset(root, samples, task or self.task), batch_size=batch_size)
+        out: dict[str, float] = {}
+        label = f"{self.record.model} scoring {len(loader.dataset)}"  # a bar only over several batches
+        for batch in track(loader, description=label, transient=True) if len(loader) > 1 else loader:
+            ref = batch.get("ref")
+            pred = self.model(batch["img"].to(self.device), None if ref is None else ref.to(self.device))
+            out.update(zip(batch["id"], pred.float().tolist(), strict=True))
+        return out
+
+    def __call__(
+        self,
+        source: str | Path,
+        edited: str | Path,
+        prompt: str = "",
+        bbox: Sequence[float] | None = None,
+    ) -> dict[str, Any]:
+        """Score one source/edited pair: the run's dimension as a score and a level word, and the bbox used.
+
+        Without ``bbox`` a model that looks at the region takes the box of the pixels where the edited image
+        differs from the source (``bbox_source: difference``); a whole-image model needs none.
+        """
+        source, edited = Path(source).resolve(), Path(edited).resolve()
+        if bbox is not None and (problem := check_bbox(list(bbox))) is not None:
+            raise DataError(f"bbox: {problem}")
+        bbox_source = "given"
+        if bbox is None and self.view == "whole":
+            bbox, bbox_source = (0.5, 0.5, 1.0, 1.0), "not used (whole image)"
+        elif bbox is None:
+            found = difference_bbox(load_rgb(source), load_rgb(edited))
+            bbox, bbox_source = found or (0.5, 0.5, 1.0, 1.0), "difference" if found else "whole image (no difference)"
+        sample = PAISample("input", str(source), str(edited), prompt, tuple(bbox), "unknown")  # type: ignore[arg-type]
+        score = self.predict("/", [sample], batch_size=1)["input"]  # absolute paths: "/" / path is the path
+        lo, hi = SCORE_RANGES[self.task]
+        return {
+            "model": self.record.model,
+            "task": self.task,
+            "score": score,
+            "level": bin_level(score, (lo, hi)),
+            "bbox": [round(float(v), 6) for v in bbox],
+            "bbox_source": bbox_source,
+            "run": str(self.folder),
+        }
+
+    def manifest_rows(self, root: str | Path, samples: Sequence[PAISample]) -> list[dict[str, Any]]:
+        """Scores-file lines of a batch: ``id``, ``score``, ``level``, ``task``."""
+        pred = self.predict(root, samples, batch_size=len(samples))
+        lo, hi = SCORE_RANGES[self.task]
+        return [
+            {"id": s.id, "score": pred[s.id], "level": bin_level(pred[s.id], (lo, hi)), "task": self.task}
+            for s in samples
+        ]
+
+
+def load_baseline_scorer(folder: Path, record: RunRecord, cfg: DictConfig, path: Path) -> Scorer:
+    """The baseline of a run folder, rebuilt from its config with the checkpoint ``path``'s weights."""
+    with warnings.catch_warnings():  # torchmetrics' note on its validation buffers: no validation here
+        warnings.filterwarnings("ignore", message="Metric `SpearmanCorrcoef` will save")
+        model = build(cfg.model)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict(state)
+    except (OSError, KeyError, RuntimeError, EOFError) as exc:
+        raise DataError(f"{path}: not a loadable checkpoint of this run's model ({exc})") from None
+    return Scorer(folder, record, cfg, model)
