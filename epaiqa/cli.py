@@ -104,9 +104,13 @@ def _report(args: argparse.Namespace) -> int:
     for task, rows in report.scalars.items():
         print(scalars_to_markdown(task, rows))
     if report.judged:  # Table 4: the judged explanations (epaiqa judge)
-        from epaiqa.report.table4 import table4_markdown, table4_rows
+        from epaiqa.judge.demo import DEMO_KIND
+        from epaiqa.report.table4 import demo_table4_markdown, table4_markdown, table4_rows
 
-        print(table4_markdown(table4_rows(report.judged)))
+        if rows := table4_rows(report.judged):
+            print(table4_markdown(rows))
+        if demo := [j for j in report.judged if j.get("kind") == DEMO_KIND]:
+            print(demo_table4_markdown(demo))
     written = write_report(report, out, plcc)
     if args.html:
         from epaiqa.report.html import write_html

@@ -56,11 +56,33 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def demo_judge_command(args: argparse.Namespace) -> int:
+    """``epaiqa judge RUN_DIR --judge-model demo``: the offline facet judge of the synthetic demo set."""
+    from epaiqa.judge.demo import judge_demo
+    from epaiqa.judge.run import JUDGE
+
+    summary = judge_demo(args.run_dir, args.out, args.root)
+    print(f"{summary['model']} judged by the demo judge (facets of the synthetic demo's explanations; demo set only)")
+    print(f"  {summary['samples']} explanations, {_fmt(summary['unreadable_rate'])} of them with no facet readable")
+    for name, facet in summary["facets"].items():
+        within = ""
+        if "within_one" in facet:
+            within = f", within one level {_fmt(facet['within_one'])} (majority {_fmt(facet['majority_within_one'])})"
+        print(
+            f"  {name}: agreement {_fmt(facet['agreement'])} vs majority {_fmt(facet['majority_rate'])} "
+            f"(always '{facet['majority_value']}'), unstated {_fmt(facet['unstated'])}, n={facet['n']}" + within
+        )
+    print(f"wrote {args.out or args.run_dir}/{JUDGE}")
+    return 0
+
+
 def judge_command(args: argparse.Namespace) -> int:
     """``epaiqa judge RUN_DIR --judge-model CLIENT``."""
     from epaiqa.judge.rules import CRITERIA
     from epaiqa.judge.run import JUDGE, VERDICTS, judge_run
 
+    if args.judge_model == "demo":
+        return demo_judge_command(args)
     settings = client_settings(args.judge_model, args)
     summary = judge_run(args.run_dir, settings, args.out, args.root, args.repetitions, args.limit, args.progress)
     n = summary["n"]
@@ -99,7 +121,8 @@ def cot_command(args: argparse.Namespace) -> int:
     annotators = [client_settings(name, args) for name in names]
     result = run_cot_engine(args.root, annotators, args.seed, args.limit, args.overwrite, args.progress)
     print(result.summary())
-    print(f"wrote the kept pieces into {args.root}/manifest.jsonl (previous kept as .bak) and {args.root}/{PROVENANCE}")
+    kept = "the previous one kept as a numbered .bak"
+    print(f"wrote the kept pieces into {args.root}/manifest.jsonl ({kept}) and {args.root}/{PROVENANCE}")
     return 0
 
 
@@ -107,7 +130,11 @@ def add_commands(sub: Any) -> None:
     """Add ``judge`` and ``cot`` to the CLI's subparsers."""
     j = sub.add_parser("judge", help="judge a stage-3 run's explanations with an LMM (appendix F; Table 4)")
     j.add_argument("run_dir", help="a stage-3 run folder with explanations.jsonl (stage3_explain or explain_zeroshot)")
-    j.add_argument("--judge-model", required=True, help="client: openai/o3-mini, local/mini, a conf/llm name, ...")
+    j.add_argument(
+        "--judge-model",
+        required=True,
+        help="client: openai/o3-mini, local/mini, a conf/llm name, ...; demo: the offline facet judge (demo set only)",
+    )
     j.add_argument("--root", help="the dataset root (default: the one the run's results.json names)")
     j.add_argument("--out", help="where judge.json and the verdicts go (default: RUN_DIR)")
     j.add_argument("--repetitions", type=_positive_int, default=5, help="judge replies per sample (paper: 5)")

@@ -222,6 +222,8 @@ def table4(judged: list[dict[str, Any]]) -> str:
     from epaiqa.report.table4 import TITLE, table4_rows
 
     rows = table4_rows(judged)
+    if not rows:
+        return ""
     best = {c: max((r[c] for r in rows if r[c] is not None), default=None) for c in CRITERIA}
     head = "<tr><th>LMMs</th><th>judge</th>" + "".join(f"<th>{c}</th>" for c in CRITERIA) + "<th>samples (PA)</th>"
     head += "<th>parse failures</th></tr>"
@@ -239,6 +241,31 @@ def table4(judged: list[dict[str, Any]]) -> str:
     return _table("table4", f"{TITLE} — judge scores on [0, 1], best in bold", head, body)
 
 
+def demo_table4(judged: list[dict[str, Any]]) -> str:
+    """The demo's Table 4 from the demo judge's ``judge.json``: per run, each facet's agreement / majority rate."""
+    from epaiqa.judge.demo import DEMO_KIND, FACETS, LEVEL_FACETS
+
+    demo = [j for j in judged if j.get("kind") == DEMO_KIND]
+    if not demo:
+        return ""
+    head = "<tr><th>LMMs</th><th>run</th><th>unreadable</th>" + "".join(f"<th>{f}</th>" for f in FACETS) + "</tr>"
+    body = ""
+    for j in sorted(demo, key=lambda j: (str(j["model"]), j["path"])):
+        cells = ""
+        for facet in FACETS:
+            f = (j.get("facets") or {}).get(facet)
+            text = "—" if f is None else f"{f['agreement']:.3f} / {f['majority_rate']:.3f}"
+            if f is not None and facet in LEVEL_FACETS:
+                text += f" ({f['within_one']:.3f} / {f['majority_within_one']:.3f})"
+            cells += f"<td>{escape(text)}</td>"
+        rate = j.get("unreadable_rate")
+        unreadable = "—" if rate is None else f"{rate:.3f}"
+        body += f"<tr><td>{escape(str(j['model']))}</td><td>{escape(Path(j['path']).parent.name)}</td>"
+        body += f"<td>{unreadable}</td>{cells}</tr>"
+    caption = "Table 4 on the demo set — the offline demo judge: agreement / majority rate per facet (demo set only)"
+    return _table("table4-demo", caption, head, body)
+
+
 def _table(task: str, caption: str, head: str, body: str) -> str:
     return (
         f'<table class="results" id="table-{escape(task)}"><caption>{escape(caption)}</caption>'
@@ -250,7 +277,8 @@ def tables_section(page: Page, plcc: str) -> str:
     """Every table of the report, then the failed and unreadable jobs."""
     report = page.report
     parts = [correlation_table(t, rows, plcc) for t, rows in report.tables.items()]
-    parts += [table4(report.judged)] if getattr(report, "judged", None) else []
+    judged = getattr(report, "judged", None) or []
+    parts += [t for t in (table4(judged), demo_table4(judged)) if t]
     parts += [correlation_table(t, rows, plcc) for t, rows in report.ablations.items()]
     parts += [scalars_table(t, rows) for t, rows in report.scalars.items()]
     if not parts:

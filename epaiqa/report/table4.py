@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from epaiqa.io import atomic_write_text
+from epaiqa.judge.demo import DEMO_KIND, FACETS, LEVEL_FACETS
 from epaiqa.judge.rules import CRITERIA
 
 JUDGE = "judge.json"
@@ -42,6 +43,8 @@ def table4_rows(judgements: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (model, judge): the mean of each criterion over its runs, samples, parse failures, runs."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for j in judgements:
+        if j.get("kind") == DEMO_KIND:
+            continue  # the demo judge's facets: demo_table4_markdown
         groups[(str(j["model"]), str(j["judge"]))].append(j)
     rows = []
     for (model, judge), runs in sorted(groups.items()):
@@ -87,13 +90,40 @@ def table4_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_table4(judgements: list[dict[str, Any]], out: str | Path) -> list[Path]:
-    """``table4.md`` and ``table4.csv`` in ``out`` (nothing when no run was judged)."""
-    if not judgements:
-        return []
-    rows = table4_rows(judgements)
-    out = Path(out)
-    return [
-        atomic_write_text(out / "table4.md", table4_markdown(rows)),
-        atomic_write_text(out / "table4.csv", table4_csv(rows)),
+def demo_table4_markdown(judgements: list[dict[str, Any]]) -> str:
+    """The demo's Table 4: per judged run, each facet's agreement with the majority rate beside it."""
+    lines = [
+        "**Table 4 on the demo set** (the offline demo judge: facets of the synthetic demo's explanations, "
+        "agreement / majority rate; level words exact, and within one level in brackets)",
+        "",
+        "| LMMs | run | unreadable | " + " | ".join(FACETS) + " |",
+        "|---|---|---:|" + "---:|" * len(FACETS),
     ]
+    for j in sorted(judgements, key=lambda j: (str(j["model"]), j["path"])):
+        cells = []
+        for facet in FACETS:
+            f = (j.get("facets") or {}).get(facet)
+            if f is None:
+                cells.append("—")
+                continue
+            cell = f"{_fmt(f['agreement'])} / {_fmt(f['majority_rate'])}"
+            if facet in LEVEL_FACETS:
+                cell += f" ({_fmt(f['within_one'])} / {_fmt(f['majority_within_one'])})"
+            cells.append(cell)
+        run = Path(j["path"]).parent.name
+        lines.append(f"| {j['model']} | {run} | {_fmt(j.get('unreadable_rate'))} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table4(judgements: list[dict[str, Any]], out: str | Path) -> list[Path]:
+    """``table4.md`` / ``table4.csv`` (LLM judges) and ``table4_demo.md`` (the demo judge) in ``out``."""
+    out = Path(out)
+    written = []
+    demo = [j for j in judgements if j.get("kind") == DEMO_KIND]
+    if demo:
+        written.append(atomic_write_text(out / "table4_demo.md", demo_table4_markdown(demo)))
+    rows = table4_rows(judgements)
+    if rows:
+        written.append(atomic_write_text(out / "table4.md", table4_markdown(rows)))
+        written.append(atomic_write_text(out / "table4.csv", table4_csv(rows)))
+    return written
