@@ -41,6 +41,9 @@ from epaiqa.scoring.load import load_scorer
 from epaiqa.train import train
 
 MODES = ("nr", "fr")
+#: which training samples of the overall subset the regressor is fitted on: every one, or prompt completion 3 only
+#: (Table 3 tests on completion 3; the paper does not say which it fitted on)
+FIT_ON = ("all", COMPLETION3)
 REGRESSORS = ("random_forest", "svr")
 
 
@@ -237,7 +240,12 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
     fingerprint = datamodule.fingerprint()
     picks = pick_runs(runs, mode, fingerprint)
     by_id = {s.id: s for s in samples}
+    fit_on = str(comp.get("fit_on", "all"))
+    if fit_on not in FIT_ON:
+        raise ConfigError(f"competitor.fit_on must be one of {', '.join(FIT_ON)}, got {fit_on!r}")
     train = [by_id[i] for i in subsets["overall"]["train"]]
+    if fit_on == COMPLETION3:
+        train = [s for s in train if s.score("completion") == 3]
     test = [by_id[i] for i in subsets["overall"]["test"]]
     if not train or not test:
         raise ConfigError(f"{root}: the overall subset needs training and test samples ({len(train)} / {len(test)})")
@@ -273,6 +281,8 @@ def run_best_competitor(cfg: DictConfig, out: Path) -> RunRecord:
             "regressor": {"name": name, "params": fit.params, "cv_rmse": fit.cv_rmse, "cv_folds": fit.folds},
             "features": list(SUBTASKS),
             "train_metrics": "out-of-fold predictions of the cross-validation",
+            "fit_on": fit_on,
+            "n_fit": len(train),
         },
         checkpoint=MODEL_FILE,  # relative to the run folder
     )

@@ -104,6 +104,21 @@ def test_best_competitor_runs_from_sweep_folders(demo_root: Path, baseline_sweep
         run_job(make_cfg(demo_root, tmp_path / "fr", [*comp, "competitor.mode=fr"]))
 
 
+def test_the_regressor_fits_on_all_training_samples_or_completion_3_only(
+    demo_root: Path, baseline_sweep: Path, tmp_path: Path
+) -> None:
+    comp = ["experiment=best_competitor", f"competitor.runs=[{baseline_sweep}]", "competitor.cv_folds=2"]
+    comp += ["competitor.grid.random_forest={n_estimators:[10]}"]
+    (every,) = run_job(make_cfg(demo_root, tmp_path / "all", comp)).values()
+    (third,) = run_job(make_cfg(demo_root, tmp_path / "c3", [*comp, "competitor.fit_on=completion3"])).values()
+    assert every.data["fit_on"] == "all" and third.data["fit_on"] == "completion3"
+    assert every.data["n_fit"] == every.train["all"]["n"] > third.data["n_fit"] == third.train["all"]["n"] > 0
+    assert third.train["all"]["n"] == third.subsets[COMPLETION3]["train"]["all"]["n"]  # every fitted sample is one
+    assert third.n == every.n  # tested on the same split
+    with pytest.raises(ConfigError, match=r"competitor\.fit_on must be one of all, completion3"):
+        run_job(make_cfg(demo_root, tmp_path / "bad", [*comp, "competitor.fit_on=some"]))
+
+
 def test_a_loaded_run_predicts_what_the_run_tested(demo_root: Path, baseline_sweep: Path, tmp_path: Path) -> None:
     run = Path(shutil.copytree(baseline_sweep / "naturalness", tmp_path / "run"))  # moved: the checkpoint is found
     rows = list(csv.DictReader((run / "predictions.csv").open()))

@@ -49,6 +49,7 @@ def test_facets_are_read_as_the_demo_writes_them() -> None:
         "overall_level": "poor",
     }
     assert set(read_facets("The image looks fine.").values()) == {None}
+    assert tuple(read_facets(text)) == FACETS
 
 
 def test_references_agree_with_themselves_and_a_constant_answer_scores_the_majority_rate(

@@ -179,14 +179,23 @@ def test_explain_answer_when_the_prompt_is_not_followed(root: Path, completion: 
     )
 
 
-def test_explain_without_cot_keeps_only_the_levels(root: Path) -> None:
+def test_explain_without_cot_answers_the_overall_level_only(root: Path) -> None:
     assert answer_text(explain_instruction(_sample(), root, with_cot=False).conversation) == (
-        "The prompt completion is fully compliant. Therefore, the overall editing quality level of the image is good."
+        "Therefore, the overall editing quality level of the image is good."
     )
     low = _sample(mos={"overall": 1.2, "harmony": 4.0, "naturalness": 4.0, "completion": 2.0}, cot=None)
     assert answer_text(explain_instruction(low, root, with_cot=False).conversation) == (
-        "The prompt completion is partly-compliant. Therefore, the overall editing quality level of the image is poor."
+        "Therefore, the overall editing quality level of the image is poor."
     )
+
+
+def test_grounding_question_adds_the_edit_prompt_only_when_asked(root: Path) -> None:
+    plain = _question(grounding_instruction(_sample(), root).conversation)
+    asked = _question(grounding_instruction(_sample(), root, with_prompt=True).conversation)
+    assert "editing prompt" not in plain  # appendix E.1 as printed
+    assert f"The partial editing prompt is: {_sample().prompt.strip()}" in asked
+    request = plain.split(". Please", 1)[1]
+    assert asked.endswith(request) and asked.count("Please output") == 1  # the same request, after the prompt
 
 
 def test_reference_mode_boxes_the_region_and_names_it(root: Path) -> None:

@@ -94,3 +94,36 @@ def test_cosine_schedule_warms_up_then_decays(demo_root: Path, tmp_path: Path) -
         EPAIQAScoring(lr_schedule="linear")
     with pytest.raises(ConfigError, match=r"model\.warmup_ratio"):
         EPAIQAScoring(warmup_ratio=1.5)
+
+
+def test_stage2_with_cot_uses_the_prior_where_it_exists_and_counts_the_rest(
+    demo_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from epaiqa.data.schema import has_cot
+
+    manifest = demo_copy / "manifest.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    stripped = set()
+    for row in lines:
+        if row.get("cot", {}).get("harmony") and len(stripped) < 6:
+            row["cot"]["harmony"] = ""  # real data: a sample the CoT engine has not annotated
+            stripped.add(row["id"])
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in lines))
+    with caplog.at_level("WARNING", logger="epaiqa.lmm.data"):
+        datamodule = LMMDataModule(root=str(demo_copy), tasks=["harmony"], with_cot=True, val_fraction=0)
+        datamodule.setup("fit")
+    train = datamodule.datasets["train"]
+    missing = [k for k, (s, _) in enumerate(train.pairs) if not has_cot(s, "harmony")]
+    having = [k for k, (s, _) in enumerate(train.pairs) if has_cot(s, "harmony")]
+    assert missing and having and {train.pairs[k][0].id for k in missing} <= stripped
+    assert f"{len(missing)} of {len(train.pairs)} harmony training samples have no cot.harmony" in caplog.text
+    prior = train.pairs[having[0]][0].cot["harmony"].strip()[:30]
+    assert prior in json.dumps(train[having[0]]["conversation"][0])  # E.2's [CoT] where the sample has one
+    question = json.dumps(train[missing[0]]["conversation"][0])  # built, without a prior, no failure
+    assert "harmony level" in question.lower()
+    test = datamodule.datasets["test"]
+    for k, (sample, _) in enumerate(test.pairs[:5]):  # never in a test question
+        if has_cot(sample, "harmony"):
+            assert sample.cot["harmony"].strip()[:30] not in json.dumps(test[k]["conversation"][0])

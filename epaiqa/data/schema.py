@@ -67,6 +67,11 @@ class PAISample:
         return line
 
 
+def has_cot(sample: PAISample, section: str) -> bool:
+    """Whether the sample has a non-empty ``cot.<section>``."""
+    return bool((sample.cot or {}).get(section, "").strip())
+
+
 def has_explain_cot(sample: PAISample) -> bool:
     """Whether the sample has every CoT section its E.3 answer uses.
 

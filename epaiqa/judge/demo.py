@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from epaiqa.data.demo.edits import ARTEFACT_PHRASES
 from epaiqa.data.levels import LEVELS
 from epaiqa.errors import DataError
 from epaiqa.io import atomic_write_json
@@ -67,6 +66,8 @@ def _halo(text: str, seam: str | None) -> str | None:
 
 
 def _artefact(text: str) -> str | None:
+    from epaiqa.data.demo.edits import ARTEFACT_PHRASES  # the demo generator (scipy): only when reading
+
     lowered = text.lower()
     if "content looks clean" in lowered:
         return "none"
@@ -92,7 +93,19 @@ def read_facets(text: str) -> dict[str, str | None]:
     }
 
 
-FACETS = tuple(read_facets(""))
+#: the facets :func:`read_facets` reads, in its order
+FACETS = (
+    "completion",
+    "seam",
+    "brightness",
+    "tint",
+    "halo",
+    "artefact",
+    "artefact_degree",
+    "harmony_level",
+    "naturalness_level",
+    "overall_level",
+)
 
 
 def _within_one(a: str, b: str) -> bool:

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from epaiqa.data.base import BaseDataModule, SampleKey, carve_val, check_val_fraction, head, unpack_key
 from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, observed_span
-from epaiqa.data.schema import PAISample, has_explain_cot
+from epaiqa.data.schema import PAISample, has_cot, has_explain_cot
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
     HARMONY_VIEWS,
@@ -53,8 +53,10 @@ class InstructionDataset(Dataset):
         margin: float = 0.3,
         prompts: str = "epaiqa",
         spans: dict[str, tuple[float, float]] | None = None,
+        grounding_prompt: bool = False,
     ) -> None:
         self.root, self.pairs, self.train = root, pairs, train
+        self.grounding_prompt = grounding_prompt
         self.with_cot, self.reference = with_cot, reference
         self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
         self.spans = spans or {}
@@ -65,16 +67,17 @@ class InstructionDataset(Dataset):
     def instruction(self, sample: PAISample, task: str) -> Instruction:
         """The appendix-E instruction of a sample for a task."""
         if task == "grounding":
-            return grounding_instruction(sample, self.root)
+            return grounding_instruction(sample, self.root, with_prompt=self.grounding_prompt)
         span = self.spans.get(task, NOMINAL_SPAN)
         if self.prompts == "qalign":
             return qalign_instruction(sample, self.root, task, self.harmony_view, self.margin, span)
         if task == "harmony":
-            cot = self.with_cot and self.train
+            cot = self.with_cot and self.train and has_cot(sample, "harmony")
             view = self.harmony_view
             return harmony_instruction(sample, self.root, cot, self.reference, view, self.margin, span)
         if task == "naturalness":
-            return naturalness_instruction(sample, self.root, self.with_cot and self.train, span=span)
+            cot = self.with_cot and self.train and has_cot(sample, "naturalness")
+            return naturalness_instruction(sample, self.root, cot, span=span)
         # stage 3: a test sample without CoT keeps a levels-only reference answer (training samples all have it)
         cot = self.with_cot and (self.train or has_explain_cot(sample))
         return explain_instruction(sample, self.root, cot, self.reference, span)
@@ -116,8 +119,9 @@ class LMMDataModule(BaseDataModule):
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does. ``harmony_view``: what the
     harmony question shows, ``whole`` (appendix E.2) or ``context`` (the region with ``margin`` around it).
     ``prompts="qalign"`` asks Q-Align's question instead of E.2's (stage 2 only: the q-align rows).
-    ``levels={"range": "observed"}`` bins the level words over each task's training MOS range instead of the
-    nominal 1–5 (:data:`~epaiqa.data.levels.LEVEL_RANGES`); the spans used are in :attr:`level_spans`.
+    ``grounding_prompt`` adds the edit prompt to stage 1's question (§4.1's inputs; appendix E.1's question, the
+    default, has none). ``levels={"range": "observed"}`` bins the level words over each task's training MOS range
+    instead of the nominal 1–5 (:data:`~epaiqa.data.levels.LEVEL_RANGES`); the spans used are in :attr:`level_spans`.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class LMMDataModule(BaseDataModule):
         levels: dict[str, Any] | None = None,
         val_fraction: float = 0.1,
         limit_val: int | None = None,
+        grounding_prompt: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
@@ -155,6 +160,7 @@ class LMMDataModule(BaseDataModule):
         self.level_spans: dict[str, tuple[float, float]] = {}
         self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
         self.stage, self.with_cot, self.reference = stage, with_cot, reference
+        self.grounding_prompt = bool(grounding_prompt)
         fixed = {"grounding": ["grounding"], "explain": ["overall"]}
         self.tasks = fixed.get(stage) or list(tasks or ["harmony"])
         unknown = [t for t in self.tasks if t not in SCORING_TASKS]
@@ -194,6 +200,7 @@ class LMMDataModule(BaseDataModule):
                 self.margin,
                 self.prompts,
                 self.level_spans,
+                self.grounding_prompt,
             )
 
     def pairs(
@@ -225,6 +232,18 @@ class LMMDataModule(BaseDataModule):
                 out[part] = head(usable, limit)
             return out
         carved = {t: self._carve(subsets[t]["train"], by_id) for t in self.tasks}
+        if self.with_cot:  # E.2's [CoT] prior where the sample has one; the question without it otherwise
+            for t in self.tasks:
+                ids = carved[t][0]
+                missing = sum(1 for i in ids if not has_cot(by_id[i], t))
+                if missing:
+                    log.warning(
+                        "stage 2 with_cot: %d of %d %s training samples have no cot.%s: asked without the [CoT] prior",
+                        missing,
+                        len(ids),
+                        t,
+                        t,
+                    )
         parts = {
             "train": {t: carved[t][0] for t in self.tasks},
             "val": {t: carved[t][1] for t in self.tasks},

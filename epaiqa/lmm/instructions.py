@@ -151,10 +151,19 @@ def grounding_answer(bbox: Sequence[float], places: int = 4) -> str:
     return GROUNDING_ANSWER.format(*(f"{float(v):.{places}f}" for v in bbox))
 
 
-def grounding_instruction(sample: PAISample, root: str | Path, places: int = 4) -> Instruction:
-    """Stage 1: source and edited image → the edited region's centre and size (appendix E.1)."""
+def grounding_instruction(
+    sample: PAISample, root: str | Path, places: int = 4, with_prompt: bool = False
+) -> Instruction:
+    """Stage 1: source and edited image → the edited region's centre and size (appendix E.1).
+
+    Appendix E.1's question has no edit prompt; §4.1 lists the prompt among stage 1's inputs. ``with_prompt``
+    (``data.grounding_prompt``) follows §4.1: "The partial editing prompt is: …" before the request.
+    """
     images = [_open(root, sample.source), _open(root, sample.edited)]
-    return Instruction([_user(*GROUNDING_QUESTION), _assistant(grounding_answer(sample.bbox, places))], images)
+    question = list(GROUNDING_QUESTION)
+    if with_prompt:
+        question[-1] = f". {sentence(f'The partial editing prompt is: {sample.prompt.strip()}')} " + question[-1][2:]
+    return Instruction([_user(*question), _assistant(grounding_answer(sample.bbox, places))], images)
 
 
 Span = tuple[float, float]
@@ -253,9 +262,13 @@ def explain_answer(sample: PAISample, with_cot: bool = True, span: Span = NOMINA
     """E.3's answer: completion level, its analysis, harmony and naturalness analyses, overall level.
 
     When the prompt is not (1) or partly (2) followed only the completion analysis follows, and the overall
-    level is the question's bad / poor. ``with_cot=False`` (the w/o-CoT ablation) keeps only the levels.
+    level is the question's bad / poor. ``with_cot=False`` (the w/o-CoT ablation, Table 5) is the paper's target
+    without CoT: the overall level sentence only.
     """
     completion = completion_level(sample)
+    if not with_cot:
+        overall = LOW_COMPLETION_OVERALL[completion] if completion < 3 else bin_level(_mos(sample, "overall"), span)
+        return ANSWER_TEMPLATES["overall"].format(overall)
     parts = [f"The prompt completion is {COMPLETION_LEVELS[completion - 1]}."]
     if with_cot:
         parts.append(sentence(_cot(sample, "completion")))
