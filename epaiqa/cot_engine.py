@@ -1,6 +1,7 @@
 """``epaiqa cot ROOT --annotators A,B,C``: the cross-model annotation-validation CoT data engine (§4.3, Fig. 9).
 
-For each sample of the overall subset's training split, one annotator drawn at random (seeded per sample) from the
+For each sample of the overall subset's training split (``--split test``: its test split, the judge's standard
+answers, marked so in the provenance and never trained on), one annotator drawn at random (seeded per sample) from the
 clients writes the CoT pieces of the sample's scenario, given the paper's inputs (source, edited image, prompt,
 bbox and the human-labelled levels):
 
@@ -226,10 +227,15 @@ class CotResult:
         return "\n".join(lines)
 
 
-def _training_samples(root: Path) -> list[PAISample]:
+#: which part of the overall subset the engine annotates: the training split (the CoT that stage 3 learns) or the
+#: test split (the standard answers the judge compares explanations with; never used for training)
+COT_SPLITS = ("train", "test")
+
+
+def _split_samples(root: Path, split: str) -> list[PAISample]:
     samples = load_manifest(root)
     by_id = {s.id: s for s in samples}
-    return [by_id[i] for i in load_splits(root, samples)["overall"]["train"]]
+    return [by_id[i] for i in load_splits(root, samples)["overall"][split]]
 
 
 def _ask(
@@ -316,10 +322,12 @@ def write_merged(root: Path, samples: list[PAISample]) -> None:
     write_manifest(root, samples)
 
 
-def provenance_line(piece: Piece, prompts: str) -> dict[str, Any]:
-    """One side-file line: the piece, its annotator, scrutinisers, verdicts and raw replies."""
+def provenance_line(piece: Piece, prompts: str, split: str = "train") -> dict[str, Any]:
+    """One side-file line: the piece, its split, annotator, scrutinisers, verdicts and raw replies."""
     return {
         "id": piece.sample_id,
+        "split": split,
+        "role": "training CoT" if split == "train" else "standard answer (judge only, never trained on)",
         "section": piece.section,
         "kept": piece.kept,
         "annotator": piece.annotator,
@@ -331,7 +339,7 @@ def provenance_line(piece: Piece, prompts: str) -> dict[str, Any]:
     }
 
 
-def write_provenance(root: Path, pieces: list[Piece]) -> None:
+def write_provenance(root: Path, pieces: list[Piece], split: str = "train") -> None:
     """The side file: earlier lines of other (sample, section) pairs kept, this run's lines after them."""
     path = root / PROVENANCE
     redone = {(p.sample_id, p.section) for p in pieces}
@@ -345,7 +353,7 @@ def write_provenance(root: Path, pieces: list[Piece]) -> None:
             except (ValueError, KeyError, TypeError):
                 continue
     prompts = prompts_digest(*PROMPT_FILES)
-    lines = [json.dumps(provenance_line(p, prompts), ensure_ascii=False) + "\n" for p in pieces]
+    lines = [json.dumps(provenance_line(p, prompts, split), ensure_ascii=False) + "\n" for p in pieces]
     atomic_write_text(path, "".join(kept + lines))
 
 
@@ -357,15 +365,24 @@ def run_cot_engine(
     overwrite: bool = False,
     progress: bool | None = None,
     chunk: int = CHUNK,
+    split: str = "train",
 ) -> CotResult:
-    """Annotate, scrutinise and merge (see the module), ``chunk`` samples at a time; returns what was done."""
+    """Annotate, scrutinise and merge (see the module), ``chunk`` samples at a time; returns what was done.
+
+    ``split="test"`` writes the test split's standard answers for the judge (Table 4) the same way; the
+    provenance marks them, and no stage trains on a test id.
+    """
     root = Path(root)
+    if split not in COT_SPLITS:
+        raise ConfigError(
+            f"the CoT engine annotates the overall subset's {' or '.join(COT_SPLITS)} split, not {split!r}"
+        )
     if len(annotators) < 2:
         raise ConfigError("the CoT engine needs at least two annotators (the paper's three), to scrutinise each other")
     for settings in annotators:
         if not settings.vision:
             raise ConfigError(f"{settings.client} is set up without images (vision: false): it cannot annotate PAIs")
-    samples = _training_samples(root)
+    samples = _split_samples(root, split)
     todo = [s for s in samples if overwrite or not has_complete_cot(s)]
     skipped = len(samples) - len(todo)
     todo = todo[:limit] if limit is not None else todo
@@ -379,5 +396,5 @@ def run_cot_engine(
         pieces += annotate(part, root, annotators, seed, cache, usages, label, progress)
     if pieces:
         write_merged(root, merge_pieces(root, pieces))
-        write_provenance(root, pieces)
+        write_provenance(root, pieces, split)
     return CotResult(pieces, skipped, usages)

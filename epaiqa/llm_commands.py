@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from epaiqa.errors import ConfigError
 from epaiqa.llm.settings import ClientSettings, resolve_client
 
 #: command-line flag → client setting
@@ -76,6 +77,19 @@ def demo_judge_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quotas(text: str) -> tuple[int, int, int]:
+    """``--per-type``: ``appendix-f`` (106,88,106) or three non-negative counts ``N1,N2,N3``."""
+    from epaiqa.judge.run import APPENDIX_F_QUOTAS
+
+    if text == "appendix-f":
+        return APPENDIX_F_QUOTAS
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"--per-type: appendix-f or three counts N1,N2,N3 (types 1, 2, 3), got {text!r}")
+    a, b, c = (int(p) for p in parts)
+    return a, b, c
+
+
 def judge_command(args: argparse.Namespace) -> int:
     """``epaiqa judge RUN_DIR --judge-model CLIENT``."""
     from epaiqa.judge.rules import CRITERIA
@@ -84,7 +98,10 @@ def judge_command(args: argparse.Namespace) -> int:
     if args.judge_model == "demo":
         return demo_judge_command(args)
     settings = client_settings(args.judge_model, args)
-    summary = judge_run(args.run_dir, settings, args.out, args.root, args.repetitions, args.limit, args.progress)
+    quotas = _quotas(args.per_type) if args.per_type else None
+    summary = judge_run(
+        args.run_dir, settings, args.out, args.root, args.repetitions, args.limit, args.progress, quotas
+    )
     n = summary["n"]
     repetitions = f"{summary['repetitions']} repetitions a sample"
     print(f"{summary['model']} judged by {summary['judge']} ({repetitions}; {SCALE_NOTE})")
@@ -119,7 +136,9 @@ def cot_command(args: argparse.Namespace) -> int:
         print("error: --annotators needs at least two clients (the paper's three: A,B,C)", file=sys.stderr)
         return 2
     annotators = [client_settings(name, args) for name in names]
-    result = run_cot_engine(args.root, annotators, args.seed, args.limit, args.overwrite, args.progress)
+    result = run_cot_engine(
+        args.root, annotators, args.seed, args.limit, args.overwrite, args.progress, split=args.split
+    )
     print(result.summary())
     kept = "the previous one kept as a numbered .bak"
     print(f"wrote the kept pieces into {args.root}/manifest.jsonl ({kept}) and {args.root}/{PROVENANCE}")
@@ -139,14 +158,25 @@ def add_commands(sub: Any) -> None:
     j.add_argument("--out", help="where judge.json and the verdicts go (default: RUN_DIR)")
     j.add_argument("--repetitions", type=_positive_int, default=5, help="judge replies per sample (paper: 5)")
     j.add_argument("--limit", type=_positive_int, help="judge only the first N samples (a cost check)")
+    j.add_argument(
+        "--per-type",
+        help="appendix-f (106,88,106: the paper's 300 reviewed samples) or N1,N2,N3: that many samples of each type, "
+        "a seeded draw (default: every typed sample)",
+    )
     add_client_options(j)
     j.set_defaults(func=judge_command)
 
-    c = sub.add_parser("cot", help="write CoT pieces for the overall training split: annotate, cross-check (§4.3)")
+    c = sub.add_parser("cot", help="write CoT pieces for the overall subset: annotate, cross-check (§4.3)")
     c.add_argument("root", help="the dataset root (manifest.jsonl, splits.json)")
     c.add_argument("--annotators", required=True, help="three clients, comma-separated: A,B,C")
     c.add_argument("--seed", type=int, default=0, help="seeds each sample's draw of its annotator")
     c.add_argument("--limit", type=_positive_int, help="annotate only the first N training samples")
     c.add_argument("--overwrite", action="store_true", help="also redo samples whose CoT is already complete")
+    c.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="train",
+        help="train: the CoT stage 3 learns; test: the judge's standard answers (never trained on)",
+    )
     add_client_options(c)
     c.set_defaults(func=cot_command)

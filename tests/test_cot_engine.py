@@ -17,10 +17,13 @@ from epaiqa.cot_engine import (
     clean_piece,
     draw_annotator,
     parse_approval,
+    run_cot_engine,
     sections_of,
 )
 from epaiqa.data.manifest import load_manifest
 from epaiqa.data.splits import load_splits
+from epaiqa.errors import ConfigError
+from epaiqa.llm.settings import resolve_client
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-cot-FAKE-KEY-1234567890"
@@ -150,6 +153,27 @@ def test_a_killed_cot_run_resumes_without_asking_twice(demo_copy: Path, monkeypa
         assert main([*argv, "--base-url", again.url]) == 0
     assert again.answered == total - answered  # nothing answered before is asked again
     assert len((demo_copy / PROVENANCE).read_text().splitlines()) == sum(len(sections_of(s)) for s in chosen)
+
+
+def test_the_test_split_gets_standard_answers_marked_as_such(demo_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = load_manifest(demo_copy)
+    by_id = {s.id: s for s in samples}
+    test = [by_id[i] for i in load_splits(demo_copy, samples)["overall"]["test"]][:3]
+    before = {s.id: s.cot for s in training(demo_copy)}
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    argv = ["cot", str(demo_copy), "--annotators", ",".join(CLIENTS), "--overwrite", "--limit", "3", "--no-progress"]
+    with Loopback(script) as server:
+        assert main([*argv, "--split", "test", "--base-url", server.url]) == 0
+    after = {s.id: s for s in load_manifest(demo_copy)}
+    for sample in test:
+        model = CLIENTS[draw_annotator(sample.id, 0, 3)].split("/")[1]
+        assert after[sample.id].cot["completion"] == f"{model} explains the completion of this edit."
+    provenance = [json.loads(line) for line in (demo_copy / PROVENANCE).read_text().splitlines()]
+    assert {p["id"] for p in provenance} == {s.id for s in test}
+    assert all(p["split"] == "test" and p["role"].startswith("standard answer") for p in provenance)
+    assert all(after[i].cot == cot for i, cot in before.items())  # the training split untouched
+    with pytest.raises(ConfigError, match="not 'val'"):
+        run_cot_engine(demo_copy, [resolve_client(c) for c in CLIENTS], split="val")
 
 
 def test_cot_runs_offline_with_a_local_model(demo_copy: Path, capsys: pytest.CaptureFixture) -> None:

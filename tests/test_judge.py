@@ -266,3 +266,17 @@ def test_judge_runs_offline_with_a_local_model_and_reports_its_failures(run: Pat
     assert judged["parse_failures"] == 6 and judged["parse_failure_rate"] == 1.0
     assert judged["PA"] is None and judged["n"]["unjudged"] == 3
     assert judged["usage"]["completion_tokens"] > 0
+
+
+def test_appendix_f_quotas_draw_that_many_samples_of_each_type(capsys: pytest.CaptureFixture) -> None:
+    from epaiqa.judge.run import APPENDIX_F_QUOTAS, Explained, take_quotas
+
+    samples = [Explained(f"{i:03d}", 1 + i % 3, None, "p", "ref", "resp") for i in range(30)]  # 10 of each type
+    chosen = take_quotas(samples, (4, 0, 20))
+    assert [sum(s.kind == k for s in chosen) for k in (1, 2, 3)] == [4, 0, 10]  # a type with fewer: all of it
+    assert [s.id for s in chosen] == sorted(s.id for s in chosen)
+    assert take_quotas(samples, (4, 0, 20)) == chosen  # seeded: the same draw every time
+    assert {s.id for s in take_quotas(samples, (4, 0, 0))} != {s.id for s in samples if s.kind == 1}
+    assert APPENDIX_F_QUOTAS == (106, 88, 106) and sum(APPENDIX_F_QUOTAS) == 300
+    assert main(["judge", "/nonexistent", "--judge-model", "openai/x", "--per-type", "1,2"]) != 0
+    assert "--per-type: appendix-f or three counts" in capsys.readouterr().err

@@ -110,6 +110,24 @@ def select(rows: list[dict[str, Any]], root: Path) -> tuple[list[Explained], dic
     return chosen, left
 
 
+#: appendix F's manually reviewed test samples per type (1, 2, 3): 300 in all
+APPENDIX_F_QUOTAS = (106, 88, 106)
+
+
+def take_quotas(samples: list[Explained], quotas: tuple[int, int, int], seed: int = 0) -> list[Explained]:
+    """Per type, ``quotas[type - 1]`` samples drawn at random (seeded; all of a type that has fewer), in id order.
+
+    Appendix F judges 300 reviewed test samples, 106 / 88 / 106 by type; without quotas every typed sample is.
+    """
+    import random
+
+    chosen: list[Explained] = []
+    for kind, quota in enumerate(quotas, start=1):
+        of_kind = sorted((s for s in samples if s.kind == kind), key=lambda s: s.id)
+        chosen += random.Random(f"{seed}:{kind}").sample(of_kind, min(quota, len(of_kind)))
+    return sorted(chosen, key=lambda s: s.id)
+
+
 def judge_prompt(sample: Explained) -> Prompt:
     """The judge's prompt for one sample (text only: the judge compares texts)."""
     scope = template("judge_scope_type1.txt" if sample.kind == 1 else "judge_scope_followed.txt").substitute()
@@ -130,12 +148,19 @@ def judge_run(
     repetitions: int = REPETITIONS,
     limit: int | None = None,
     progress: bool | None = None,
+    quotas: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
-    """Judge a run's explanations; writes the verdicts and ``judge.json`` into ``out`` and returns the latter."""
+    """Judge a run's explanations; writes the verdicts and ``judge.json`` into ``out`` and returns the latter.
+
+    ``quotas`` (per type 1, 2, 3; :data:`APPENDIX_F_QUOTAS` is the paper's) judges that many samples of each
+    type, drawn at random with a fixed seed; without it every typed sample is judged.
+    """
     run_dir = Path(run_dir)
     rows = read_explanations(run_dir)
     model, dataset_root = run_identity(run_dir, root)
     samples, left = select(rows, dataset_root)
+    if quotas is not None:
+        samples = take_quotas(samples, quotas)
     samples = samples[:limit] if limit is not None else samples
     out = Path(out) if out is not None else run_dir
     client = make_client(settings)
@@ -168,6 +193,7 @@ def judge_run(
         "model": model,
         "judge": settings.client,
         "repetitions": repetitions,
+        "selection": "every typed sample" if quotas is None else f"per type at most {list(quotas)} (seeded draw)",
         "run_dir": str(run_dir.resolve()),
         "prompts": prompts_digest(*PROMPT_FILES),
         "usage": usage.to_json(),
