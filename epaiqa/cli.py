@@ -306,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--html", action="store_true", help="also write report.html: the tables and the paper's figures")
     rp.set_defaults(func=_report)
-    st = sub.add_parser("stats", help="the dataset figures of a root's manifest (the paper's Figs. 4, 6, 7) as PNG")
+    st = sub.add_parser("stats", help="the dataset figures of a root's manifest (the paper's Figs. 4-7) as PNG")
     st.add_argument("root", help="dataset root (manifest.jsonl)")
     st.add_argument("--out", help="folder for the PNGs (default: outputs/stats/<root name>)")
     st.set_defaults(func=_stats)

@@ -107,7 +107,20 @@ def test_prediction_folder_looks_one_up_only_from_a_task_folder(tmp_path: Path) 
     assert prediction_folder(tmp_path / "run" / "overall" / "results.json", "harmony") is None
 
 
-def test_stats_writes_the_three_figures(demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_fig5_numbers_by_hand(demo_root: Path) -> None:
+    samples = load_manifest(demo_root, check_images=False)
+    shares = figures.bbox_area_shares(samples)
+    assert sum(int(c.sum()) for c in shares.values()) == len(samples)
+    first = samples[0]
+    bin_of_first = int(100 * first.bbox[2] * first.bbox[3] // 5)
+    assert shares[first.edit_type][bin_of_first] >= 1
+    sizes = figures.subset_sizes(samples)
+    assert sizes["naturalness"] == sum(s.score("naturalness") is not None for s in samples)
+    assert sizes["overall"] == sum(all(s.score(d) is not None for d in ("overall", "harmony", "naturalness",
+                                                                       "completion")) for s in samples)  # fmt: skip
+
+
+def test_stats_writes_the_four_figures(demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["stats", str(demo_root), "--out", str(tmp_path / "stats")]) == 0
     written = sorted(p.name for p in (tmp_path / "stats").iterdir())
     assert written == sorted(f"{stem}.png" for stem in figures.DATASET_FIGURES)

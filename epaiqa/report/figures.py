@@ -1,6 +1,7 @@
 """The paper's figures and the benchmark's plots, drawn with matplotlib's Agg renderer (no pyplot, no global state).
 
-Dataset figures (§3.3): the rating distribution of each dimension per edit type (Fig. 4), the 3-D scatter of
+Dataset figures (§3.3): the rating distribution of each dimension per edit type (Fig. 4), the edited regions'
+sizes and the subsets' sizes (Fig. 5), the 3-D scatter of
 harmony, local naturalness and overall quality over the samples with full prompt completion (Fig. 6), and the
 divergence heat map of the overall score across harmony and naturalness levels (Fig. 7). Benchmark plots: the
 predicted score against the MOS per model, and SRCC per edit type as bars.
@@ -22,6 +23,7 @@ from matplotlib.figure import Figure
 
 from epaiqa.data.levels import LEVELS, bin_level, level_index
 from epaiqa.data.schema import EDIT_TYPES, SCORE_RANGES, PAISample
+from epaiqa.data.splits import subset_members
 from epaiqa.io import atomic_write
 from epaiqa.records.results import COLUMNS, TYPE_LABELS
 
@@ -123,6 +125,42 @@ def rating_distributions(samples: Sequence[PAISample]) -> Figure:
     axes[0].set_ylabel("share of samples")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(EDIT_TYPES))
     fig.suptitle(f"Rating distributions per edit type ({len(samples)} samples)")
+    return fig
+
+
+#: Fig. 5a's bins: the edited region's share of the image area, in percent (appendix D keeps 5–75%)
+AREA_EDGES = np.arange(0, 105, 5)
+
+
+def bbox_area_shares(samples: Sequence[PAISample]) -> dict[str, np.ndarray]:
+    """Fig. 5a's numbers: per edit type, the count of samples per 5% bin of the region's share of the image."""
+    return {
+        edit_type: np.histogram(
+            [100 * s.bbox[2] * s.bbox[3] for s in samples if s.edit_type == edit_type], bins=AREA_EDGES
+        )[0]
+        for edit_type in EDIT_TYPES
+    }
+
+
+def subset_sizes(samples: Sequence[PAISample]) -> dict[str, int]:
+    """Fig. 5b's numbers: the samples of each subset (§3.2: those whose needed scores survived cleaning)."""
+    return {task: len(ids) for task, ids in subset_members(samples).items()}
+
+
+def data_distribution(samples: Sequence[PAISample]) -> Figure:
+    """Fig. 5: (a) the edited region's share of the image per edit type; (b) the number of samples per subset."""
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    area, sizes = fig.subplots(1, 2, width_ratios=(2, 1))
+    for edit_type, counts in bbox_area_shares(samples).items():
+        area.stairs(counts, AREA_EDGES, color=TYPE_COLOURS[edit_type], linewidth=1.8, label=type_label(edit_type))
+    area.set_xlabel("edited region, % of the image area")
+    area.set_ylabel("samples")
+    area.set_title("(a) bbox size distribution")
+    area.legend(fontsize=7)
+    counts = subset_sizes(samples)
+    bars = sizes.bar(list(counts), list(counts.values()), color="#4c72b0")
+    sizes.bar_label(bars, fontsize=8)
+    sizes.set_title("(b) samples per subset")
     return fig
 
 
@@ -234,6 +272,10 @@ DATASET_FIGURES = {
         rating_distributions,
         "Fig. 4: rating distribution of each dimension per edit type (share of each type's rated samples).",
     ),
+    "fig5_data_distribution": (
+        data_distribution,
+        "Fig. 5: (a) the edited region's share of the image area per edit type; (b) samples per subset.",
+    ),
     "fig6_quality_scatter_3d": (
         quality_scatter_3d,
         "Fig. 6: harmony, local naturalness and overall quality of the samples with full prompt completion.",
@@ -247,12 +289,12 @@ DATASET_FIGURES = {
 
 
 def dataset_pngs(samples: Sequence[PAISample]) -> dict[str, bytes]:
-    """Figs. 4, 6 and 7 of a dataset as PNG bytes, by file stem."""
+    """Figs. 4–7 of a dataset as PNG bytes, by file stem."""
     return {stem: to_png(draw(samples)) for stem, (draw, _) in DATASET_FIGURES.items()}
 
 
 def write_dataset_figures(samples: Sequence[PAISample], out: str | Path) -> list[Path]:
-    """Write Figs. 4, 6 and 7 as ``OUT/<stem>.png``; returns the paths."""
+    """Write Figs. 4–7 as ``OUT/<stem>.png``; returns the paths."""
     written = []
     for stem, png in dataset_pngs(samples).items():
         written.append(atomic_write(Path(out) / f"{stem}.png", lambda handle, png=png: handle.write(png)))

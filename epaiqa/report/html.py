@@ -2,7 +2,7 @@
 
 Beside the markdown and CSV that :func:`~epaiqa.report.tables.write_report` writes, ``report.html`` shows the
 tables the runs give (Tables 1–3, Table 4 from judged runs, Tables 5–7 and the plain-number tasks), the dataset
-figures of the runs' dataset root (Figs. 4, 6 and 7 of §3.3, from ``data.root`` of the results records), the
+figures of the runs' dataset root (Figs. 4–7 of §3.3, from ``data.root`` of the results records), the
 predicted score against the MOS per model and task (each run's ``predictions.csv``), SRCC per edit type as bars,
 and for stage-3 runs a few explanations beside their source and edited images. Figures and images are embedded as
 base64 data URLs: the page runs no script and names no external URL. What cannot be drawn (an unreadable dataset
@@ -291,14 +291,14 @@ def tables_section(page: Page, plcc: str) -> str:
 
 
 def dataset_section(page: Page) -> str:
-    """Figs. 4, 6 and 7 of the runs' dataset root, or why they are missing."""
+    """Figs. 4–7 of the runs' dataset root, or why they are missing."""
     if page.root is None:
-        return _section("dataset", "The dataset (Figs. 4, 6, 7)", "<p>No readable dataset root: see the notes.</p>")
+        return _section("dataset", "The dataset (Figs. 4–7)", "<p>No readable dataset root: see the notes.</p>")
     samples = list(page.samples.values())
     parts = [f"<p>Dataset root <code>{escape(str(page.root))}</code>, {len(samples)} samples.</p>"]
     for stem, png in figures.dataset_pngs(samples).items():
         parts.append(figure_html(png, figures.DATASET_FIGURES[stem][1], stem))
-    return _section("dataset", "The dataset (Figs. 4, 6, 7)", "".join(parts))
+    return _section("dataset", "The dataset (Figs. 4–7)", "".join(parts))
 
 
 def scatter_panels(page: Page, task: str) -> list[figures.ScatterPanel]:
