@@ -1,4 +1,5 @@
-"""A second backbone family: a tiny Qwen2-VL saved to disk and loaded as a real one (``model.backbone.path``).
+"""A second backbone family: a tiny Qwen2-VL (and Qwen2.5-VL) saved to disk and loaded as a real one
+(``model.backbone.path``).
 
 Its processor has Qwen2-VL's own chat format (default system turn, ``<|vision_start|><|image_pad|><|vision_end|>``
 for each image, merged-patch image tokens), so these tests show that label masks, Q-Align readout and the stage-2
@@ -12,6 +13,9 @@ import torch
 from helpers import make_cfg
 from transformers import (
     AddedToken,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessor,
@@ -41,19 +45,40 @@ QWEN2_VL_TEMPLATE = (
 )
 
 
-@pytest.fixture(scope="module")
-def qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+#: per family: its config, model and processor classes, its vision settings, and its conf/model/backbone name
+FAMILIES = {
+    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, "qwen2_vl_7b"),
+    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, "qwen2_5_vl_7b"),
+}
+VISION = {
+    "qwen2_vl": {"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2},
+    "qwen2_5_vl": {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "out_hidden_size": 64,
+        "num_heads": 2,
+        "window_size": 32,
+        "fullatt_block_indexes": [1],
+    },
+}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def qwen2_vl_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    family = request.param
+    config_class, model_class, processor_class, _ = FAMILIES[family]
     tokenizer = qwen2_tokenizer()
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in VISION_TOKENS], special_tokens=True)
     pixels = {"min_pixels": 16 * 16, "max_pixels": 64 * 64, "patch_size": 8, "merge_size": 2}
-    processor = Qwen2VLProcessor(
+    processor = processor_class(
         image_processor=Qwen2VLImageProcessor(**pixels),
         video_processor=Qwen2VLVideoProcessor(**pixels),
         tokenizer=tokenizer,
         chat_template=QWEN2_VL_TEMPLATE,
     )
     ids = dict(zip(VISION_TOKENS, tokenizer.convert_tokens_to_ids(list(VISION_TOKENS)), strict=True))
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config={
             "hidden_size": 64,
             "intermediate_size": 128,
@@ -63,32 +88,27 @@ def qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "vocab_size": len(tokenizer),
             "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
         },
-        vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": 64,
-            "num_heads": 2,
-            "patch_size": 8,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
+        vision_config={**VISION[family], "patch_size": 8, "spatial_merge_size": 2, "temporal_patch_size": 2},
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(0)
-    model = Qwen2VLForConditionalGeneration(config)
+    model = model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    folder = tmp_path_factory.mktemp("qwen2vl") / "tiny-qwen2-vl"
+    folder = tmp_path_factory.mktemp(family) / f"tiny-{family}"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    return folder
+    return folder, family
 
 
-def test_labels_and_level_readout_follow_the_qwen2_vl_processor(qwen2_vl_dir: Path, demo_root: Path) -> None:
-    model, processor = load_backbone(str(qwen2_vl_dir), dtype="float32")
-    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+def test_labels_and_level_readout_follow_the_qwen2_vl_processor(
+    qwen2_vl_dir: tuple[Path, str], demo_root: Path
+) -> None:
+    folder, family = qwen2_vl_dir
+    model, processor = load_backbone(str(folder), dtype="float32")
+    assert type(model) is FAMILIES[family][1]
     pairs = [harmony_instruction(s, demo_root) for s in load_manifest(demo_root)[:3]]
     convs, images = [p.conversation for p in pairs], [p.images for p in pairs]
     batch = encode_supervised(processor, convs, images)
@@ -114,11 +134,13 @@ def test_labels_and_level_readout_follow_the_qwen2_vl_processor(qwen2_vl_dir: Pa
             assert got[i].item() == pytest.approx(expected.item(), abs=1e-4)
 
 
-def test_stage2_runs_on_a_local_qwen2_vl(qwen2_vl_dir: Path, demo_root: Path, tmp_path: Path) -> None:
+def test_stage2_runs_on_a_local_qwen2_vl(qwen2_vl_dir: tuple[Path, str], demo_root: Path, tmp_path: Path) -> None:
+    folder, family = qwen2_vl_dir
+    backbone = FAMILIES[family][3]
     overrides = [
         "experiment=stage2_harmony",
-        "model/backbone=qwen2_vl_7b",
-        f"model.backbone.path={qwen2_vl_dir}",
+        f"model/backbone={backbone}",
+        f"model.backbone.path={folder}",
         "model.backbone.dtype=float32",
         "model.backbone.attn_implementation=null",
         "trainer.limit_train_batches=2",
@@ -126,7 +148,7 @@ def test_stage2_runs_on_a_local_qwen2_vl(qwen2_vl_dir: Path, demo_root: Path, tm
         "eval_untrained=false",
     ]
     (record,) = train(make_cfg(demo_root, tmp_path, overrides)).values()
-    assert record.model == "epaiqa_qwen2_vl_7b_wo_stage1" and record.n == 4 and record.lineage == ["scoring"]
+    assert record.model == f"epaiqa_{backbone}_wo_stage1" and record.n == 4 and record.lineage == ["scoring"]
     assert all(
         1.0 <= float(line.split(",")[4]) <= 5.0 for line in (tmp_path / "predictions.csv").read_text().splitlines()[1:]
     )
