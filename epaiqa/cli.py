@@ -157,20 +157,25 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from epaiqa.io import atomic_write_csv
-    from epaiqa.records.imported import evaluate_predictions
+    from epaiqa.records.imported import SCORES_FILE, evaluate_predictions
     from epaiqa.records.results import print_record, write_record
 
     if (message := _root_error(args.root)) is not None:
         print(f"error: {message}", file=sys.stderr)
         return 1
-    imported = evaluate_predictions(args.root, args.task, args.predictions, args.name, args.split, args.field)
+    imported = evaluate_predictions(
+        args.root, args.task, args.predictions, args.name, args.split, args.field, args.full_reference
+    )
     out = Path(args.out) if args.out else Path("outputs") / "imported" / f"{args.task}_{args.name}"
-    write_record(out, imported.record)
     atomic_write_csv(out / "predictions.csv", imported.rows)
+    atomic_write_csv(out / SCORES_FILE, [{"id": i, "score": v} for i, v in sorted(imported.scores.items())])
+    write_record(out, imported.record)  # last: a record names a complete folder
     print_record(imported.record)
     if imported.outside_split:
         outside = f"samples outside the {args.task} {args.split} split"
         print(f"{imported.outside_split} predictions are for {outside}: not scored")
+    if imported.record.train is not None:
+        print("the training split is predicted too: a best-competitor candidate (experiment=best_competitor)")
     print(f"wrote {out / 'results.json'}")
     return 0
 
@@ -318,6 +323,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="the split scored (default: test)")
     ev.add_argument("--out", help="run folder to write (default: outputs/imported/<task>_<name>)")
     ev.add_argument("--field", help="the column/key with the scores (default: score, else pred; e.g. harmony)")
+    ev.add_argument(
+        "--full-reference", action="store_true", help="the model saw the source image (an FR competitor candidate)"
+    )
     ev.set_defaults(func=_evaluate)
     sc = sub.add_parser(
         "score", help="score your own edits with a trained run: a baseline, an EPAIQA stage or a best competitor"

@@ -33,6 +33,7 @@ from sklearn.svm import SVR
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, EPAIQAError
 from epaiqa.io import atomic_write, atomic_write_csv
+from epaiqa.records.imported import SCORES_FILE, read_predictions
 from epaiqa.records.metrics import correlation_result
 from epaiqa.records.results import COMPLETION3, RunRecord, find_records, n_of, print_record, read_record, write_record
 from epaiqa.runs import build, composed_run, git_commit, run_setting
@@ -58,10 +59,15 @@ class Pick:
     candidates: int
 
 
+#: the kinds of run a best competitor may pick: trained baselines, and imported predictions (``epaiqa evaluate``)
+#: that cover the training split too (the paper's NR harmony pick is zero-shot q-align)
+PICKABLE = ("trained", "imported")
+
+
 def _candidate(record: RunRecord, mode: str, fingerprint: str | None) -> bool:
     return (
         record.task in SUBTASKS
-        and record.kind == "trained"
+        and record.kind in PICKABLE
         and bool(record.data.get("reference")) == (mode == "fr")
         and record.train is not None
         and record.train["all"].get("srcc") is not None
@@ -72,8 +78,8 @@ def _candidate(record: RunRecord, mode: str, fingerprint: str | None) -> bool:
 def pick_runs(dirs: list[str | Path], mode: str, fingerprint: str | None = None) -> dict[str, Pick]:
     """Per sub-score, the run under ``dirs`` with the highest training-set SRCC (NR runs or FR runs only).
 
-    Only trained baseline runs of the same data (``fingerprint``) count; a sub-score without any candidate stops
-    with a message saying what was found.
+    Trained baseline runs and imported predictions with training-split metrics of the same data (``fingerprint``)
+    count; a sub-score without any candidate stops with a message saying what was found.
     """
     if mode not in MODES:
         raise ConfigError(f"competitor.mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -166,12 +172,34 @@ def _rows(samples: list[PAISample], pred: np.ndarray, x: np.ndarray) -> list[dic
     ]
 
 
+def imported_scores(run: str | Path, samples: list[PAISample]) -> dict[str, float]:
+    """An imported run's predictions for ``samples`` (its ``scores.csv``); every sample must have one."""
+    path = Path(run) / SCORES_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run}: an imported run without {SCORES_FILE} (import it again with `epaiqa evaluate`)")
+    scores = read_predictions(path)
+    missing = [s.id for s in samples if s.id not in scores]
+    if missing:
+        raise ConfigError(
+            f"{run}: the picked imported run predicts {len(missing)} of the {len(samples)} overall samples not "
+            f"(e.g. {missing[0]!r}); a best competitor needs a prediction for every one"
+        )
+    return {s.id: scores[s.id] for s in samples}
+
+
 def _features(picks: dict[str, Pick], root: Path, parts: list[list[PAISample]], batch_size: int) -> list[np.ndarray]:
-    """Per part, the (n, 2) matrix of the picked runs' harmony and naturalness predictions (each model loaded once)."""
+    """Per part, the (n, 2) matrix of the picked runs' harmony and naturalness predictions (each model loaded once).
+
+    A trained pick scores the samples with its model; an imported pick reads its own predictions of them.
+    """
     preds = []
+    everything = [s for part in parts for s in part]
     for task in SUBTASKS:
+        if read_record(picks[task].run).kind == "imported":
+            preds.append(imported_scores(picks[task].run, everything))
+            continue
         scorer = load_scorer(picks[task].run)
-        preds.append(scorer.predict(root, [s for part in parts for s in part], "overall", batch_size=batch_size))
+        preds.append(scorer.predict(root, everything, "overall", batch_size=batch_size))
     return [np.asarray([[p[s.id] for p in preds] for s in part], dtype=np.float64) for part in parts]
 
 

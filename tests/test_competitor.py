@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from helpers import make_cfg
 
+from epaiqa.cli import main
 from epaiqa.competitor import fit_regressor, pick_runs
 from epaiqa.data.manifest import load_manifest
+from epaiqa.data.splits import load_splits
 from epaiqa.errors import ConfigError, DataError
 from epaiqa.jobs import run_job
 from epaiqa.records.results import COMPLETION3, RunRecord, read_record, write_record
@@ -148,3 +150,39 @@ def test_without_runs_the_candidates_are_trained_first_and_kept_on_rerun(demo_ro
     stamp = (runs["harmony"] / "results.json").stat().st_mtime_ns
     (again,) = run_job(make_cfg(demo_root, tmp_path, overrides)).values()
     assert (runs["harmony"] / "results.json").stat().st_mtime_ns == stamp and again.test == record.test
+
+
+def test_imported_predictions_of_the_training_split_can_be_picked(
+    demo_root: Path, baseline_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    samples = load_manifest(demo_root)
+    rng = np.random.default_rng(0)
+    rows = ["id,score"] + [f"{s.id},{s.score('harmony') + rng.normal(0, 0.1):.4f}" for s in samples]
+    (tmp_path / "zeroshot.csv").write_text("\n".join(rows) + "\n")  # a zero-shot model predicting every sample
+    imported = tmp_path / "imported" / "harmony_qalign"
+    argv = ["evaluate", "--root", str(demo_root), "--task", "harmony", "--predictions", str(tmp_path / "zeroshot.csv")]
+    assert main([*argv, "--name", "qalign_zeroshot", "--out", str(imported)]) == 0
+    assert "best-competitor candidate" in capsys.readouterr().out
+    record = read_record(imported)
+    assert record.kind == "imported" and record.train["all"]["srcc"] > 0.9  # the training split, scored
+    runs = f"competitor.runs=[{baseline_sweep},{tmp_path / 'imported'}]"
+    comp = [
+        "experiment=best_competitor",
+        runs,
+        "competitor.cv_folds=2",
+        "competitor.grid.random_forest={n_estimators:[10]}",
+    ]
+    (best,) = run_job(make_cfg(demo_root, tmp_path / "comp", comp)).values()
+    assert best.data["picks"]["harmony"]["run"] == str(imported)  # the highest training-set SRCC
+    assert best.data["picks"]["naturalness"]["run"] == str(baseline_sweep / "naturalness")
+    features = list(csv.DictReader((tmp_path / "comp" / "predictions.csv").open()))
+    by_id = {s.id: s for s in samples}
+    assert all(abs(float(r["harmony_pred"]) - by_id[r["id"]].score("harmony")) < 0.6 for r in features)
+    with pytest.raises(DataError, match="holds imported predictions, not a model"):
+        load_scorer(tmp_path / "comp")  # it scored its dataset; it has no model for new images
+    test_ids = load_splits(demo_root, samples)["harmony"]["test"]
+    only = "".join(f"{i},{by_id[i].score('harmony')}\n" for i in test_ids)
+    (tmp_path / "test_only.csv").write_text("id,score\n" + only)  # the test split only: not a candidate
+    argv[-1] = str(tmp_path / "test_only.csv")
+    assert main([*argv, "--name", "test_only", "--out", str(tmp_path / "only" / "h")]) == 0
+    assert read_record(tmp_path / "only" / "h").train is None

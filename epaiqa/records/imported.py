@@ -6,6 +6,10 @@ JSONL with one ``{"id": ..., "score": ...}`` object per line. The predictions ar
 dataset root and scored as a trained model's test rows are (SRCC, PLCC, KRCC, RMSE per edit type; the overall
 task's completion-3 subset apart), then written as the same results record ``epaiqa report`` reads.
 
+When the file also predicts every sample of the task's *training* split, the record carries training-split metrics
+too, and the run folder keeps every prediction that names a dataset sample (:data:`SCORES_FILE`): such a run can be
+picked as a best competitor (Table 3), as the paper picks zero-shot q-align for NR harmony.
+
 Nothing is dropped silently: an id that is not in the dataset, a sample of the split without a prediction, a
 duplicate id or a score that is not a finite number stops the import with a message naming them; predictions for
 samples of the dataset outside the split are counted in the summary.
@@ -32,6 +36,8 @@ from epaiqa.records.results import RunRecord, n_of
 #: the tasks whose predictions are scores against a MOS
 TASKS = ("harmony", "naturalness", "overall")
 ID_COLUMN = "id"
+#: every prediction of the imported file that names a dataset sample, kept in the run folder (id, score)
+SCORES_FILE = "scores.csv"
 SCORE_COLUMNS = ("score", "pred")
 #: how many offending ids a message names before it counts the rest
 SHOWN = 5
@@ -44,6 +50,8 @@ class Imported:
     record: RunRecord
     rows: list[dict[str, Any]]
     outside_split: int
+    #: every prediction that names a dataset sample (what :data:`SCORES_FILE` holds)
+    scores: dict[str, float]
 
 
 def _named(ids: list[str]) -> str:
@@ -121,11 +129,18 @@ def read_predictions(path: str | Path, field: str | None = None) -> dict[str, fl
 
 
 def evaluate_predictions(
-    root: str | Path, task: str, predictions: str | Path, name: str, split: str = "test", field: str | None = None
+    root: str | Path,
+    task: str,
+    predictions: str | Path,
+    name: str,
+    split: str = "test",
+    field: str | None = None,
+    reference: bool = False,
 ) -> Imported:
     """Score a predictions file on ``task``'s ``split`` of the dataset at ``root``; the record is not written.
 
-    ``field``: the column or key holding the scores (default ``score``, else ``pred``).
+    ``field``: the column or key holding the scores (default ``score``, else ``pred``). ``reference``: the model
+    saw the source image (a full-reference model: an FR best-competitor candidate).
     """
     if task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -144,15 +159,12 @@ def evaluate_predictions(
     if missing:
         where = f"{len(missing)} of the {len(ids)} {task} {split} samples"
         raise DataError(f"{predictions}: {where} have no prediction: {_named(missing)}")
-    rows = []
-    for sample_id in ids:
-        sample = by_id[sample_id]
-        row = {"id": sample_id, "task": task, "edit_type": sample.edit_type}
-        row |= {"mos": sample.score(task), "pred": scores[sample_id]}
-        if task == "overall":
-            row["completion"] = sample.score("completion")
-        rows.append(row)
+    rows = [_row(by_id[i], task, scores[i]) for i in ids]
     result = correlation_result(rows)
+    train_ids = subsets[task].get("train") or []
+    on_train = None
+    if split != "train" and train_ids and all(i in scores for i in train_ids):  # pickable as a best competitor
+        on_train = correlation_result([_row(by_id[i], task, scores[i]) for i in train_ids])
     digest = hashlib.sha256(Path(predictions).read_bytes()).hexdigest()[:16]
     record = RunRecord(
         task=task,
@@ -162,7 +174,25 @@ def evaluate_predictions(
         n=n_of(result.metrics),
         split_seed=split_seed(root),
         data_fingerprint=data_fingerprint(root),
-        data={"root": str(root), "split": split, "predictions": str(predictions), "predictions_sha256": digest},
-        subsets={k: {"test": m, "train": None, "untrained": None} for k, m in result.subsets.items()},
+        data={
+            "root": str(root),
+            "split": split,
+            "predictions": str(predictions),
+            "predictions_sha256": digest,
+            "reference": reference,
+            "scores": SCORES_FILE,
+        },
+        train=on_train.metrics if on_train is not None else None,
+        subsets={
+            k: {"test": m, "train": on_train.subsets.get(k) if on_train else None, "untrained": None}
+            for k, m in result.subsets.items()
+        },
     )
-    return Imported(record, result.predictions, len(set(scores) - set(ids)))
+    return Imported(record, result.predictions, len(set(scores) - set(ids)), scores)
+
+
+def _row(sample: Any, task: str, pred: float) -> dict[str, Any]:
+    row = {"id": sample.id, "task": task, "edit_type": sample.edit_type, "mos": sample.score(task), "pred": pred}
+    if task == "overall":
+        row["completion"] = sample.score("completion")
+    return row

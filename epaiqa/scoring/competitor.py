@@ -19,7 +19,7 @@ import torch
 from epaiqa.data.levels import bin_level
 from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import DataError
-from epaiqa.records.results import RunRecord
+from epaiqa.records.results import RunRecord, read_record
 from epaiqa.scoring.base import ManifestScoring
 from epaiqa.scoring.baseline import Scorer
 
@@ -102,6 +102,11 @@ def load_regressor_scorer(
         raise DataError(f"{folder}: the record names no picked run for {', '.join(missing)}")
     scorers = {}
     for task in SUBTASKS:
+        if read_record(picks[task]["run"]).kind == "imported":
+            raise DataError(
+                f"{folder}: the picked {task} run {picks[task]['run']} holds imported predictions, not a model: this "
+                "best competitor scored the dataset it was built on and cannot score new images"
+            )
         scorer = load_run(picks[task]["run"])
         if not isinstance(scorer, Scorer):
             raise DataError(f"{folder}: the picked {task} run {picks[task]['run']} is not a baseline run")
