@@ -139,6 +139,7 @@ def test_real_backbone_config_offline_names_what_to_download(demo_root: Path, tm
         "llava_onevision_0.5b",
         "llava_onevision_7b",
         "mini",
+        "qwen2_5_vl_7b",
         "qwen2_vl_7b",
         "random_0.5b",
         "tiny",
