@@ -180,7 +180,7 @@ def test_page_is_self_contained_with_tables_figures_and_explanations(html_report
     for stem in figures.DATASET_FIGURES:
         assert f'alt="{stem}"' in text
     assert "<td>fake-judge</td><td class=best>0.800</td>" in text and "<td>12.5%</td>" in text  # Table 4
-    assert text.count('class="figure"') == 3 + 3 + 4  # dataset; scatter per task; SRCC bars per table
+    assert text.count('class="figure"') == len(figures.DATASET_FIGURES) + 3 + 4  # dataset; scatter per task; bars
     assert text.count('<div class="case">') == 3 and "EXPLANATION-" in text
     assert "&lt;b&gt;not bold&lt;/b&gt;" in text  # model output is escaped, never markup
     assert 'class="notes"' not in text  # every run has predictions, the root is readable
@@ -220,7 +220,8 @@ def test_page_renders_in_headless_chromium(html_report: Path, tmp_path: Path) ->
             assert page.locator("table.results").count() == 7  # Tables 1–3, overall on all samples, 4, 5, 7
             assert page.locator("table.results tbody tr").count() == 7  # one model row in each
             widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
-            assert len(widths) == 10 + 2 * 3 and min(widths) > 0  # figures, and source + edited per explanation
+            figure_count = len(figures.DATASET_FIGURES) + 3 + 4
+            assert len(widths) == figure_count + 2 * 3 and min(widths) > 0  # figures, source + edited per explanation
             boxes = page.eval_on_selector_all("img.figure", BOXES)
             shot = page.screenshot(full_page=True)
         finally:

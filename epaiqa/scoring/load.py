@@ -26,7 +26,7 @@ from epaiqa.scoring.lmm import STAGE_MODELS, build_lmm_scorer
 def load_scorer(path: str | Path) -> ManifestScoring:
     """The trained model of a run: its folder (best checkpoint) or one of its ``checkpoints/*.ckpt``.
 
-    A baseline run gives a :class:`Scorer` of its dimension; an EPAIQA stage-1/2/3 run an
+    A baseline run gives a :class:`~epaiqa.scoring.baseline.Scorer` of its dimension; an EPAIQA stage-1/2/3 run an
     :class:`~epaiqa.scoring.lmm.LMMScorer` of every dimension its model knows; a best-competitor run (Table 3)
     a :class:`~epaiqa.scoring.competitor.RegressorScorer` of the overall score from its picked runs.
     :class:`DataError` / :class:`ConfigError` name what is missing or of another kind.
