@@ -243,7 +243,8 @@ def table4(judged: list[dict[str, Any]]) -> str:
 
 def demo_table4(judged: list[dict[str, Any]]) -> str:
     """The demo's Table 4 from the demo judge's ``judge.json``: per run, each facet's agreement / majority rate."""
-    from epaiqa.judge.demo import DEMO_KIND, FACETS, LEVEL_FACETS
+    from epaiqa.judge.demo import DEMO_KIND, FACETS
+    from epaiqa.report.table4 import facet_cell
 
     demo = [j for j in judged if j.get("kind") == DEMO_KIND]
     if not demo:
@@ -251,13 +252,7 @@ def demo_table4(judged: list[dict[str, Any]]) -> str:
     head = "<tr><th>LMMs</th><th>run</th><th>unreadable</th>" + "".join(f"<th>{f}</th>" for f in FACETS) + "</tr>"
     body = ""
     for j in sorted(demo, key=lambda j: (str(j["model"]), j["path"])):
-        cells = ""
-        for facet in FACETS:
-            f = (j.get("facets") or {}).get(facet)
-            text = "—" if f is None else f"{f['agreement']:.3f} / {f['majority_rate']:.3f}"
-            if f is not None and facet in LEVEL_FACETS:
-                text += f" ({f['within_one']:.3f} / {f['majority_within_one']:.3f})"
-            cells += f"<td>{escape(text)}</td>"
+        cells = "".join(f"<td>{escape(facet_cell(j, facet))}</td>" for facet in FACETS)
         rate = j.get("unreadable_rate")
         unreadable = "—" if rate is None else f"{rate:.3f}"
         body += f"<tr><td>{escape(str(j['model']))}</td><td>{escape(Path(j['path']).parent.name)}</td>"

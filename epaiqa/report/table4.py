@@ -90,6 +90,17 @@ def table4_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def facet_cell(judgement: dict[str, Any], facet: str) -> str:
+    """One demo-judge cell: ``agreement / majority`` (level words: within one level in brackets), ``—`` if unscored."""
+    f = (judgement.get("facets") or {}).get(facet)
+    if f is None:
+        return "—"
+    cell = f"{_fmt(f['agreement'])} / {_fmt(f['majority_rate'])}"
+    if facet in LEVEL_FACETS:
+        cell += f" ({_fmt(f['within_one'])} / {_fmt(f['majority_within_one'])})"
+    return cell
+
+
 def demo_table4_markdown(judgements: list[dict[str, Any]]) -> str:
     """The demo's Table 4: per judged run, each facet's agreement with the majority rate beside it."""
     lines = [
@@ -100,16 +111,7 @@ def demo_table4_markdown(judgements: list[dict[str, Any]]) -> str:
         "|---|---|---:|" + "---:|" * len(FACETS),
     ]
     for j in sorted(judgements, key=lambda j: (str(j["model"]), j["path"])):
-        cells = []
-        for facet in FACETS:
-            f = (j.get("facets") or {}).get(facet)
-            if f is None:
-                cells.append("—")
-                continue
-            cell = f"{_fmt(f['agreement'])} / {_fmt(f['majority_rate'])}"
-            if facet in LEVEL_FACETS:
-                cell += f" ({_fmt(f['within_one'])} / {_fmt(f['majority_within_one'])})"
-            cells.append(cell)
+        cells = [facet_cell(j, facet) for facet in FACETS]
         run = Path(j["path"]).parent.name
         lines.append(f"| {j['model']} | {run} | {_fmt(j.get('unreadable_rate'))} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
