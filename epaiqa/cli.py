@@ -94,7 +94,7 @@ def _report(args: argparse.Namespace) -> int:
     from epaiqa.report.tables import collect, log_to_wandb, scalars_to_markdown, to_markdown, write_report
 
     report = collect(args.dirs)
-    if not report.tables and not report.scalars and not report.failed and not report.judged:
+    if not (report.tables or report.scalars or report.failed or report.judged or report.preferences):
         print(f"error: no results.json under {', '.join(args.dirs)}", file=sys.stderr)
         return 1
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
@@ -111,6 +111,11 @@ def _report(args: argparse.Namespace) -> int:
             print(table4_markdown(rows))
         if demo := [j for j in report.judged if j.get("kind") == DEMO_KIND]:
             print(demo_table4_markdown(demo))
+    if report.preferences:  # epaiqa evaluate --pairs
+        from epaiqa.report.preferences import best_of_n_markdown, preference_markdown
+
+        print(preference_markdown(report.preferences))
+        print(best_of_n_markdown(report.preferences))
     written = write_report(report, out, plcc)
     if args.html:
         from epaiqa.report.html import write_html
@@ -163,6 +168,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if (message := _root_error(args.root)) is not None:
         print(f"error: {message}", file=sys.stderr)
         return 1
+    if args.pairs:
+        return _evaluate_pairs(args)
+    if args.task is None:
+        print("error: --task is needed (harmony, naturalness or overall), or --pairs for preferences", file=sys.stderr)
+        return 2
     imported = evaluate_predictions(
         args.root, args.task, args.predictions, args.name, args.split, args.field, args.full_reference
     )
@@ -177,6 +187,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     if imported.record.train is not None:
         print("the training split is predicted too: a best-competitor candidate (experiment=best_competitor)")
     print(f"wrote {out / 'results.json'}")
+    return 0
+
+
+def _evaluate_pairs(args: argparse.Namespace) -> int:
+    from epaiqa.io import atomic_write_json
+    from epaiqa.records.preference_eval import evaluate_preferences
+    from epaiqa.records.preference_metrics import PREFERENCE_RECORD
+    from epaiqa.report.preferences import best_of_n_markdown, preference_markdown
+
+    record = evaluate_preferences(args.root, args.predictions, args.name, args.field, args.task, args.epsilon_from)
+    out = Path(args.out) if args.out else Path("outputs") / "preferences" / args.name
+    atomic_write_json(out / PREFERENCE_RECORD, record)
+    print(preference_markdown([record]))
+    print(best_of_n_markdown([record]))
+    print(f"groups from {record['groups_from']}; wrote {out / PREFERENCE_RECORD}")
     return 0
 
 
@@ -317,7 +342,9 @@ def parser() -> argparse.ArgumentParser:
     st.set_defaults(func=_stats)
     ev = sub.add_parser("evaluate", help="score an external model's per-sample predictions like a run (kind: imported)")
     ev.add_argument("--root", required=True, help="dataset root (manifest.jsonl, splits.json)")
-    ev.add_argument("--task", required=True, choices=["harmony", "naturalness", "overall"])
+    ev.add_argument(
+        "--task", help="harmony, naturalness or overall; with --pairs the dimension of the groups (default: all)"
+    )
     ev.add_argument("--predictions", required=True, help="CSV with id,score (or pred) columns, or JSONL objects")
     ev.add_argument("--name", required=True, help="the model's name in the tables")
     ev.add_argument("--split", default="test", help="the split scored (default: test)")
@@ -325,6 +352,19 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--field", help="the column/key with the scores (default: score, else pred; e.g. harmony)")
     ev.add_argument(
         "--full-reference", action="store_true", help="the model saw the source image (an FR competitor candidate)"
+    )
+    ev.add_argument(
+        "--pairs",
+        action="store_true",
+        help="preference accuracy (both tie protocols, group and ranking accuracy) and best-of-N on the root's "
+        "preferences.jsonl, or on its edits that share a source and prompt",
+    )
+    ev.add_argument(
+        "--epsilon-from",
+        choices=["evaluated", "val"],
+        default="evaluated",
+        help="where the tie-calibrated accuracy's ε is chosen: on the evaluated pairs (EditReward-Bench's protocol) "
+        "or on the groups of the val split",
     )
     ev.set_defaults(func=_evaluate)
     sc = sub.add_parser(

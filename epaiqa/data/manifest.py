@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from epaiqa.data.images import check_image
-from epaiqa.data.schema import COT_FIELDS, EDIT_TYPES, MANIFEST, SCORE_RANGES, SPLITS, PAISample
+from epaiqa.data.schema import (
+    BBOX_SOURCES,
+    COT_FIELDS,
+    MANIFEST,
+    MANIFEST_EDIT_TYPES,
+    PREFERENCES,
+    SCORE_RANGES,
+    SPLITS,
+    PAISample,
+)
 from epaiqa.data.splits import splits_problems
 from epaiqa.data.validated import ValidatedImages
 from epaiqa.errors import DataError
@@ -118,6 +127,21 @@ def prompt_problem(prompt: Any) -> str | None:
     return None
 
 
+def _check_other_mos(other: Any) -> list[tuple[str, str]]:
+    """Ratings of dimensions that are not the paper's (a converted benchmark's): finite numbers or null by name."""
+    if other is None:
+        return []
+    if not isinstance(other, dict):
+        return [("other_mos", f"must be an object of scores, got {type(other).__name__}")]
+    problems = []
+    for key, value in other.items():
+        if key in SCORE_RANGES:
+            problems.append((f"other_mos.{key}", "is one of the paper's dimensions: put it under mos"))
+        elif value is not None and not _is_number(value):
+            problems.append((f"other_mos.{key}", f"must be a number or null, got {value!r}"))
+    return problems
+
+
 def _check_cot(cot: Any) -> list[tuple[str, str]]:
     if cot is None:
         return []
@@ -179,9 +203,13 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
         bad("prompt", msg)
     if (msg := check_bbox(data["bbox"])) is not None:
         bad("bbox", msg)
-    if data["edit_type"] not in EDIT_TYPES:
-        bad("edit_type", f"unknown type {data['edit_type']!r} (known: {', '.join(EDIT_TYPES)})")
-    for field, message in _check_mos(data.get("mos")) + _check_cot(data.get("cot")):
+    if data["edit_type"] not in MANIFEST_EDIT_TYPES:
+        bad("edit_type", f"unknown type {data['edit_type']!r} (known: {', '.join(MANIFEST_EDIT_TYPES)})")
+    if data.get("bbox_source", "given") not in BBOX_SOURCES:
+        bad("bbox_source", f"must be one of {', '.join(BBOX_SOURCES)}, got {data['bbox_source']!r}")
+    for field, message in (
+        _check_mos(data.get("mos")) + _check_other_mos(data.get("other_mos")) + _check_cot(data.get("cot"))
+    ):
         bad(field, message)
     if problems:
         return None, problems
@@ -196,6 +224,8 @@ def parse_line(raw: str, lineno: int, root: Path) -> tuple[PAISample | None, lis
         editor=str(data.get("editor", "unknown")),
         mos=mos,
         cot=data.get("cot"),
+        bbox_source=data.get("bbox_source", "given"),
+        other_mos={k: (None if v is None else float(v)) for k, v in (data.get("other_mos") or {}).items()},
     )
     return sample, problems
 
@@ -315,7 +345,21 @@ def validate(
         by_id = {s.id: s for s in samples}
         found = splits_problems(root / SPLITS, None if problems else by_id, by_id)
         problems.extend(Problem(SPLITS, 0, field, message) for field, message in found)
+    if (root / PREFERENCES).exists():
+        problems.extend(_preference_problems(root / PREFERENCES, None if problems else {s.id for s in samples}))
     return samples, problems
+
+
+def _preference_problems(path: Path, known: set[str] | None) -> list[Problem]:
+    """Problems of a preference benchmark's groups file (candidates matched only against a clean manifest)."""
+    from epaiqa.data.preferences import check_preferences
+
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Problem(PREFERENCES, 0, "file", f"cannot be read ({exc})")]
+    _, found = check_preferences(lines, known)
+    return [Problem(PREFERENCES, line, field, message) for line, field, message in found]
 
 
 def load_manifest(

@@ -7,6 +7,12 @@ from typing import Any
 
 #: The paper's four manipulation types, in its table order (Type-1..Type-4).
 EDIT_TYPES: tuple[str, ...] = ("style_change", "object_enhancement", "object_operation", "semantic_change")
+#: the edit type of a sample from a benchmark that does not say it (converted sets): a column of its own in tables
+UNKNOWN_EDIT_TYPE = "unknown"
+#: every edit type a manifest may name
+MANIFEST_EDIT_TYPES: tuple[str, ...] = (*EDIT_TYPES, UNKNOWN_EDIT_TYPE)
+#: where a sample's bbox came from: given by the dataset, the box of its edit mask, or of the source/edited difference
+BBOX_SOURCES: tuple[str, ...] = ("given", "mask", "difference")
 
 #: Rating dimensions and their scales (paper §3.1).
 SCORE_RANGES: dict[str, tuple[int, int]] = {
@@ -26,6 +32,10 @@ COT_FIELDS: tuple[str, ...] = ("completion", "harmony", "naturalness", "overall"
 MANIFEST = "manifest.jsonl"
 RATINGS = "ratings.csv"
 SPLITS = "splits.json"
+#: the preference groups of a converted preference benchmark (epaiqa/data/preferences.py), beside the manifest
+PREFERENCES = "preferences.jsonl"
+#: what a converter records about a root: its source format and version, and its dimensions' scales and meaning
+DATASET_INFO = "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,9 @@ class PAISample:
     """One partially AI-edited image with its prompt, edited region and ratings.
 
     ``bbox`` is the paper's ⟨x, y, z1, z2⟩: centre x, centre y, width, height as fractions of the
-    image. ``source`` and ``edited`` are paths relative to the dataset root.
+    image. ``source`` and ``edited`` are paths relative to the dataset root. ``bbox_source`` says where the box
+    came from (:data:`BBOX_SOURCES`); ``other_mos`` holds ratings of a converted benchmark's dimensions that are not
+    the paper's, under their own names (their scales are in ``dataset.json``).
     """
 
     id: str
@@ -45,6 +57,8 @@ class PAISample:
     editor: str = "unknown"
     mos: dict[str, float | None] = field(default_factory=dict)
     cot: dict[str, str] | None = None
+    bbox_source: str = "given"
+    other_mos: dict[str, float | None] = field(default_factory=dict)
 
     def score(self, dimension: str) -> float | None:
         """The mean opinion score of one dimension, or None if it was filtered out."""
@@ -64,6 +78,10 @@ class PAISample:
         }
         if self.cot is not None:
             line["cot"] = dict(self.cot)
+        if self.bbox_source != "given":
+            line["bbox_source"] = self.bbox_source
+        if self.other_mos:
+            line["other_mos"] = dict(self.other_mos)
         return line
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from epaiqa.errors import EPAIQAError
 from epaiqa.io import atomic_write_text
 from epaiqa.records.results import COLUMNS, COMPLETION3, TYPE_LABELS, RunRecord, find_records, read_record
+from epaiqa.report.preferences import find_preference_records, write_preference_tables
 from epaiqa.report.table4 import find_judgements, write_table4
 from epaiqa.runs import EPAIQA_PREFIX
 
@@ -87,6 +88,7 @@ class Report:
     failed: list[dict[str, Any]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     judged: list[dict[str, Any]] = field(default_factory=list)  # judge.json files: Table 4 (epaiqa.report.table4)
+    preferences: list[dict[str, Any]] = field(default_factory=list)  # preferences.json (epaiqa.report.preferences)
 
 
 def _labels(records: list[RunRecord]) -> dict[tuple[str, str, str], str]:
@@ -217,6 +219,8 @@ def collect(dirs: list[str | Path]) -> Report:
     report.ablations = _ablation_rows(records)
     report.judged, unjudged = find_judgements(dirs)
     report.unreadable += unjudged
+    report.preferences, unread = find_preference_records(dirs)
+    report.unreadable += unread
     for path in failed:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -338,6 +342,7 @@ def write_report(report: Report, out: str | Path, plcc: str = "plcc") -> list[Pa
         written.append(atomic_write_text(out / f"{task}.csv", scalars_to_csv(rows)))
         written.append(atomic_write_text(out / f"{task}.md", scalars_to_markdown(task, rows)))
     written += write_table4(report.judged, out)
+    written += write_preference_tables(report.preferences, out)
     return written
 
 

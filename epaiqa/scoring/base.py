@@ -48,6 +48,20 @@ class ManifestScoring:
         """The scores-file lines of one batch of samples (each with its ``id``)."""
         raise NotImplementedError
 
+    def __call__(
+        self, source: str | Path, edited: str | Path, prompt: str = "", bbox: Sequence[float] | None = None
+    ) -> dict[str, Any]:
+        """Score one source/edited pair (every dimension the run knows)."""
+        raise NotImplementedError
+
+    def score_pairs(self, pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score many pairs at once: each a dict of ``source``, ``edited`` and optional ``prompt`` and ``bbox``.
+
+        Answers come back in the order asked, each what ``scorer(**pair)`` answers; scorers that can run several
+        pairs through their model in one batch override this.
+        """
+        return [self(p["source"], p["edited"], p.get("prompt", ""), p.get("bbox")) for p in pairs]
+
     def score_manifest(self, root: str | Path, out: str | Path, batch_size: int = 32) -> tuple[int, int]:
         """Score every sample of a dataset root into ``out`` (JSONL, one object per sample, ``id`` and ``score``).
 
