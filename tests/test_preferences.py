@@ -206,3 +206,23 @@ def test_all_pairs_as_edit_reward_bench_forms_them() -> None:
     table = preference_accuracy([four], scores, {})["dimensions"]["overall"]
     assert table["pairs"] == math.comb(4, 2) == len(list(itertools.combinations(four.candidates, 2)))
     assert table["acc_strict"] == table["group_acc_4"] == table["ranking_acc_4"] == 1.0
+
+
+def test_samples_without_an_edit_type_get_a_column_of_their_own() -> None:
+    from epaiqa.records.metrics import correlation_result
+    from epaiqa.report.tables import Row, _add, _table_cells, to_markdown
+
+    rows = [
+        {"id": str(i), "edit_type": "unknown", "mos": float(i % 5), "pred": float(i % 5) + 0.1 * i} for i in range(8)
+    ]
+    metrics = correlation_result(rows).metrics
+    assert metrics["unknown"]["n"] == 8 and metrics["style_change"]["n"] == 0
+    paper_only = correlation_result([{**r, "edit_type": "style_change"} for r in rows]).metrics
+    assert "unknown" not in paper_only  # the paper's sets keep their five columns
+
+    def table(m: dict) -> str:
+        row = Row("m")
+        _add(row, type("R", (), {"seed": 0, "split_seed": 0})(), _table_cells(m))
+        return to_markdown("overall", [row])
+
+    assert "Unknown type SRCC" in table(metrics) and "Unknown type" not in table(paper_only)

@@ -21,7 +21,7 @@ import torch
 from scipy.optimize import OptimizeWarning, curve_fit
 from torchmetrics.functional import kendall_rank_corrcoef, mean_squared_error, pearson_corrcoef, spearman_corrcoef
 
-from epaiqa.data.schema import EDIT_TYPES
+from epaiqa.data.schema import EDIT_TYPES, UNKNOWN_EDIT_TYPE
 from epaiqa.records.results import COMPLETION3, Metrics
 
 MIN_N = 3
@@ -73,9 +73,13 @@ def correlations(preds: torch.Tensor, target: torch.Tensor) -> dict[str, float |
 def correlations_by_edit_type(
     preds: torch.Tensor, target: torch.Tensor, edit_types: Sequence[str]
 ) -> dict[str, dict[str, float | None]]:
-    """``{"all": {...}, "style_change": {...}, ...}`` — the four types in the paper's table order."""
+    """``{"all": {...}, "style_change": {...}, ...}`` — the four types in the paper's table order.
+
+    Samples of a converted benchmark without an edit type add an ``unknown`` entry (only when there are some).
+    """
     table = {"all": correlations(preds, target)}
-    for edit_type in EDIT_TYPES:
+    present = (UNKNOWN_EDIT_TYPE,) if UNKNOWN_EDIT_TYPE in edit_types else ()
+    for edit_type in (*EDIT_TYPES, *present):
         mask = torch.tensor([t == edit_type for t in edit_types], dtype=torch.bool)
         table[edit_type] = correlations(preds[mask], target[mask])
     return table

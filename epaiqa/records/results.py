@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from epaiqa.data.schema import EDIT_TYPES
+from epaiqa.data.schema import EDIT_TYPES, UNKNOWN_EDIT_TYPE
 from epaiqa.errors import DataError
 from epaiqa.io import atomic_write_json
 
@@ -33,8 +33,10 @@ SCHEMA_VERSION = 2
 #: imported: predictions of an external model (``epaiqa evaluate``).
 KINDS = ("trained", "zero-shot", "regressor", "imported")
 COLUMNS = (*EDIT_TYPES, "all")
+#: a converted benchmark's samples without an edit type: a column of their own, shown only where there are some
+ALL_COLUMNS = (*EDIT_TYPES, UNKNOWN_EDIT_TYPE, "all")
 TYPE_LABELS = {"style_change": "Type-1", "object_enhancement": "Type-2", "object_operation": "Type-3"}
-TYPE_LABELS |= {"semantic_change": "Type-4", "all": "Overall"}
+TYPE_LABELS |= {"semantic_change": "Type-4", UNKNOWN_EDIT_TYPE: "Unknown type", "all": "Overall"}
 #: the subset of the overall task that Table 3 scores: prompt completion 3 (§5.1)
 COMPLETION3 = "completion3"
 
@@ -175,7 +177,7 @@ def results_table(record: RunRecord) -> Table:
     for label, _ in runs:
         table.add_column(f"{label} SRCC", justify="right")
         table.add_column(f"{label} PLCC", justify="right")
-    for col in COLUMNS:
+    for col in (c for c in ALL_COLUMNS if c in record.test):
         cells = [TYPE_LABELS[col], str(record.test[col]["n"])]
         for _, metrics in runs:
             cells += [_fmt(metrics[col]["srcc"]), _fmt(metrics[col]["plcc"])]  # type: ignore[index]

@@ -31,7 +31,14 @@ import numpy as np
 
 from epaiqa.errors import EPAIQAError
 from epaiqa.io import atomic_write_text
-from epaiqa.records.results import COLUMNS, COMPLETION3, TYPE_LABELS, RunRecord, find_records, read_record
+from epaiqa.records.results import (
+    ALL_COLUMNS,
+    COMPLETION3,
+    TYPE_LABELS,
+    RunRecord,
+    find_records,
+    read_record,
+)
 from epaiqa.report.preferences import find_preference_records, write_preference_tables
 from epaiqa.report.table4 import find_judgements, write_table4
 from epaiqa.runs import EPAIQA_PREFIX
@@ -107,7 +114,14 @@ def _labels(records: list[RunRecord]) -> dict[tuple[str, str, str], str]:
 
 
 def _table_cells(metrics: dict[str, Any]) -> dict[Cell, float]:
-    return {(c, m): float(v) for c in COLUMNS for m in CELL_METRICS if (v := (metrics.get(c) or {}).get(m)) is not None}
+    return {
+        (c, m): float(v) for c in ALL_COLUMNS for m in CELL_METRICS if (v := (metrics.get(c) or {}).get(m)) is not None
+    }
+
+
+def columns(rows: list[Row]) -> tuple[str, ...]:
+    """The table's columns: the four edit types and the overall, and the unknown type where a row has it."""
+    return tuple(c for c in ALL_COLUMNS if c != "unknown" or any(k[0] == c for r in rows for k in r.values))
 
 
 #: model-name suffixes of the ablation presets (conf/ablation/) and of chains without stage 1
@@ -233,7 +247,7 @@ def collect(dirs: list[str | Path]) -> Report:
 def ranks(rows: list[Row], metrics: tuple[str, ...] = ("srcc", "plcc")) -> dict[Cell, list[list[str]]]:
     """Per column, the labels of the best and second-best mean (ties share a place)."""
     out = {}
-    for key in ((c, m) for c in COLUMNS for m in metrics):
+    for key in ((c, m) for c in columns(rows) for m in metrics):
         scored = sorted({v for row in rows if (v := row.mean(key)) is not None}, reverse=True)
         out[key] = [[row.label for row in rows if row.mean(key) == v] for v in scored[:2]]
     return out
@@ -273,12 +287,13 @@ def to_markdown(task: str, rows: list[Row], plcc: str = "plcc") -> str:
         raise ValueError(f"plcc must be one of {', '.join(PLCC_CHOICES)}, got {plcc!r}")
     metrics = ("srcc", plcc)
     places = ranks(rows, metrics)
-    head = "| Models | n | " + " | ".join(f"{TYPE_LABELS[c]} SRCC | {TYPE_LABELS[c]} PLCC" for c in COLUMNS) + " |"
+    shown = columns(rows)
+    head = "| Models | n | " + " | ".join(f"{TYPE_LABELS[c]} SRCC | {TYPE_LABELS[c]} PLCC" for c in shown) + " |"
     title = f"**{TABLE_TITLES.get(task, task)}** (best in bold, second in italics; {PLCC_CHOICES[plcc]})"
-    lines = [title, "", head, "|---|---:|" + "---:|" * (2 * len(COLUMNS))]
+    lines = [title, "", head, "|---|---:|" + "---:|" * (2 * len(shown))]
     for row in rows:
         cells = []
-        for key in ((c, m) for c in COLUMNS for m in metrics):
+        for key in ((c, m) for c in shown for m in metrics):
             text = _cell(row, key)
             if row.mean(key) is not None and places[key] and row.label in places[key][0]:
                 text = f"**{text}**"
@@ -325,7 +340,7 @@ def scalars_to_csv(rows: list[Row]) -> str:
 
 def to_csv(rows: list[Row]) -> str:
     """One row per model and setting: columns ``<type>_<metric>`` with ``_std`` and ``_median``, and the runs."""
-    keys = [(c, m) for c in COLUMNS for m in CELL_METRICS]
+    keys = [(c, m) for c in columns(rows) for m in CELL_METRICS]
     header = ["model", "runs", *(f"{c}_{m}{s}" for c, m in keys for s in ("", "_std", "_median"))]
     lines = [[r.label, len(r.seeds), *(_num(f(k)) for k in keys for f in (r.mean, r.std, r.median))] for r in rows]
     return _csv(header, lines)
@@ -354,9 +369,9 @@ def log_to_wandb(report: Report) -> bool:
         return False
     if wandb.run is None:
         return False
-    keys = [(c, m) for c in COLUMNS for m in CELL_METRICS]
     for task, rows in (report.tables | report.ablations).items():
+        keys = [(c, m) for c in columns(rows) for m in CELL_METRICS]
         data = [[row.label, len(row.seeds), *(row.mean(k) for k in keys)] for row in rows]
-        columns = ["model", "runs", *(f"{c}_{m}" for c, m in keys)]
-        wandb.log({f"report/{task}": wandb.Table(columns=columns, data=data)})
+        header = ["model", "runs", *(f"{c}_{m}" for c, m in keys)]
+        wandb.log({f"report/{task}": wandb.Table(columns=header, data=data)})
     return True
