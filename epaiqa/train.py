@@ -13,10 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from epaiqa.checkpoint import AtomicCheckpointIO, check_checkpoint_file
 from epaiqa.data.base import check_stage
+from epaiqa.data.schema import SCORE_RANGES
 from epaiqa.errors import ConfigError
 from epaiqa.io import atomic_write_csv, atomic_write_text, sweep_stale_temps
 from epaiqa.models.task import BaseTask
 from epaiqa.precision import choose_precision
+from epaiqa.records.calibration import Calibration, fit_calibration, write_calibrations
 from epaiqa.records.metrics import TaskResult
 from epaiqa.records.results import RunRecord, n_of, print_record, write_record
 from epaiqa.reseed import DeterministicEpochs
@@ -120,9 +122,37 @@ def _fit_test_record(
         with model.evaluating("train"):
             trainer.test(model, dataloaders=loader, verbose=False)
         on_train = model.task_results()
+    calibrations = _calibrate(model, trainer, datamodule, test)
     if not trainer.is_global_zero:  # every process has the gathered results; one writes them
         return {}
+    if calibrations:
+        write_calibrations(out, calibrations)  # before the record: a record names a complete folder
     return write_run(cfg, out, datamodule, model, trainer, test, on_train, best, trained, times.record())
+
+
+def _calibrate(model: BaseTask, trainer: L.Trainer, datamodule: Any, test: dict[str, TaskResult]) -> dict:
+    """Each scored task's map from raw score to the rating scale (epaiqa/records/calibration.py).
+
+    A baseline's unbounded regression: a logistic fitted on its best weights' validation predictions (one more
+    pass over the validation split); an EPAIQA stage's Q-Align expectation is on 1..5 already (identity).
+    """
+    tasks = [t for t, r in test.items() if t in SCORE_RANGES and any("pred" in row for row in r.rows)]
+    if type(model).STAGE is not None:
+        return {
+            t: Calibration(t, *map(float, SCORE_RANGES[t]), "identity", "Q-Align expectation on 1-5") for t in tasks
+        }
+    loader = datamodule.val_dataloader()
+    if not tasks or not loader or not len(loader.dataset):
+        return {t: fit_calibration([], [], t, *SCORE_RANGES[t], "no validation split") for t in tasks}
+    with model.evaluating("val_calibration"):
+        trainer.test(model, dataloaders=loader, verbose=False)
+    on_val = model.task_results()
+    out = {}
+    for task in tasks:
+        rows = [r for r in (on_val.get(task).rows if task in on_val else []) if r.get("mos") is not None]
+        raw, mos = [float(r["pred"]) for r in rows], [float(r["mos"]) for r in rows]
+        out[task] = fit_calibration(raw, mos, task, *SCORE_RANGES[task], "validation split")
+    return out
 
 
 def write_run(

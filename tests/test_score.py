@@ -48,7 +48,14 @@ def test_a_dataset_is_scored_resumably_and_feeds_evaluate(run: Path, demo_root: 
     out = tmp_path / "scores.jsonl"
     assert main(["score", str(run), "--manifest", str(demo_root), "--out", str(out), "--batch-size", "7"]) == 0
     lines = out.read_text().splitlines()
-    assert len(lines) == len(load_manifest(demo_root)) and {"id", "score", "level", "task"} == set(json.loads(lines[0]))
+    assert len(lines) == len(load_manifest(demo_root)) and {
+        "id",
+        "score",
+        "level",
+        "task",
+        "score_1_5",
+        "reward",
+    } == set(json.loads(lines[0]))
     out.write_text("\n".join(lines[:10]) + "\n" + lines[10][:15])  # killed while writing line 11
     scorer = load_scorer(run)
     assert scorer.score_manifest(demo_root, out, batch_size=5) == (len(lines) - 10, 10)

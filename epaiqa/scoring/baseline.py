@@ -26,6 +26,7 @@ from epaiqa.data.levels import bin_level
 from epaiqa.data.manifest import check_bbox
 from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import DataError
+from epaiqa.records.calibration import Calibration, run_calibration, scale_fields
 from epaiqa.records.results import RunRecord
 from epaiqa.runs import build
 from epaiqa.scoring.base import ManifestScoring
@@ -42,6 +43,14 @@ class Scorer(ManifestScoring):
     record: RunRecord
     cfg: DictConfig
     model: torch.nn.Module
+    calibration: Calibration | None = None
+
+    @property
+    def scale(self) -> Calibration:
+        """The map of this run's raw score onto the 1–5 rating scale and a [0, 1] reward (``calibration.json``)."""
+        if self.calibration is None:
+            self.calibration = run_calibration(self.folder, self.task, "clip", "unbounded regression")
+        return self.calibration
 
     @property
     def task(self) -> str:
@@ -115,23 +124,28 @@ class Scorer(ManifestScoring):
             bbox, bbox_source = found or (0.5, 0.5, 1.0, 1.0), "difference" if found else "whole image (no difference)"
         sample = PAISample("input", str(source), str(edited), prompt, tuple(bbox), "unknown")  # type: ignore[arg-type]
         score = self.predict("/", [sample], batch_size=1)["input"]  # absolute paths: "/" / path is the path
-        lo, hi = SCORE_RANGES[self.task]
         return {
             "model": self.record.model,
             "task": self.task,
             "score": score,
-            "level": bin_level(score, (lo, hi)),
+            "level": self._level(score),
+            **scale_fields(score, self.scale),
             "bbox": [round(float(v), 6) for v in bbox],
             "bbox_source": bbox_source,
             "run": str(self.folder),
         }
 
+    def _level(self, raw: float) -> str:
+        """The level word of a raw score: its value on the rating scale, binned."""
+        return bin_level(self.scale.rating(raw), SCORE_RANGES[self.task])
+
     def manifest_rows(self, root: str | Path, samples: Sequence[PAISample]) -> list[dict[str, Any]]:
         """Scores-file lines of a batch: ``id``, ``score``, ``level``, ``task``."""
         pred = self.predict(root, samples, batch_size=len(samples))
-        lo, hi = SCORE_RANGES[self.task]
+        scale = self.scale
         return [
-            {"id": s.id, "score": pred[s.id], "level": bin_level(pred[s.id], (lo, hi)), "task": self.task}
+            {"id": s.id, "score": pred[s.id], "level": self._level(pred[s.id]), "task": self.task}
+            | {"score_1_5": scale.rating(pred[s.id]), "reward": scale.reward(pred[s.id])}
             for s in samples
         ]
 

@@ -19,6 +19,7 @@ import torch
 from epaiqa.data.levels import bin_level
 from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import DataError
+from epaiqa.records.calibration import run_calibration, scale_fields
 from epaiqa.records.results import RunRecord, read_record
 from epaiqa.scoring.base import ManifestScoring
 from epaiqa.scoring.baseline import Scorer
@@ -51,6 +52,10 @@ class RegressorScorer(ManifestScoring):
     def _level(self, value: float) -> str:
         return bin_level(value, SCORE_RANGES["overall"])
 
+    def _scale(self) -> Any:
+        """The forest answers within the MOS it was fitted on: clipped onto 1–5."""
+        return run_calibration(self.folder, "overall", "clip", "random-forest regression of the fitted MOS")
+
     def __call__(
         self, source: str | Path, edited: str | Path, prompt: str = "", bbox: Sequence[float] | None = None
     ) -> dict[str, Any]:
@@ -64,7 +69,7 @@ class RegressorScorer(ManifestScoring):
                 t: {"score": parts[t]["score"], "level": parts[t]["level"], "model": parts[t]["model"]}
                 for t in SUBTASKS
             },
-            "overall": {"score": overall, "level": self._level(overall)},
+            "overall": {"score": overall, "level": self._level(overall), **scale_fields(overall, self._scale())},
             "bbox": first["bbox"],
             "bbox_source": first["bbox_source"],
             "run": str(self.folder),
@@ -77,6 +82,7 @@ class RegressorScorer(ManifestScoring):
         rows = []
         for s, x, value in zip(samples, features, self._overall(features), strict=True):
             row = {"id": s.id, "task": "overall", "score": value, "level": self._level(value)}
+            row |= {"score_1_5": self._scale().rating(value), "reward": self._scale().reward(value)}
             rows.append(row | {t: float(v) for t, v in zip(SUBTASKS, x, strict=True)})
         return rows
 

@@ -46,6 +46,7 @@ from epaiqa.lmm.instructions import (
     qalign_instruction,
 )
 from epaiqa.lmm.scoring import score, score_continuations
+from epaiqa.records.calibration import run_calibration, scale_fields
 from epaiqa.records.results import RunRecord
 from epaiqa.runs import build
 from epaiqa.scoring.base import ManifestScoring
@@ -157,7 +158,7 @@ class LMMScorer(ManifestScoring):
             convs, images = self._ask(samples, root, task)
             values = score(model, processor, convs, images, answer_template(task, prompts)).tolist()
             for row, value in zip(out, values, strict=True):
-                row[task] = {"score": value, "level": level_word(value)}
+                row[task] = self._scored(task, value)
         if self.stage_name == "explain":
             convs, images = self._ask(samples, root, "overall")
             generation = generate(model, processor, convs, images, int(self.stage.hparams["max_new_tokens"]))
@@ -165,13 +166,18 @@ class LMMScorer(ManifestScoring):
             values = score_continuations(model, processor, generation, prefixes, ANSWER_TEMPLATES["overall"]).tolist()
             for row, text, value in zip(out, generation.texts, values, strict=True):
                 completion = parse_completion(text)
-                row["overall"] = {"score": value, "level": level_word(value)}
+                row["overall"] = self._scored("overall", value)
                 row["completion"] = {
                     "level": completion,
                     "verdict": None if completion is None else COMPLETION_LEVELS[completion - 1],
                 }
                 row["explanation"] = text
         return out
+
+    def _scored(self, task: str, value: float) -> dict[str, Any]:
+        """One dimension's answer: the Q-Align score, its level word, and its scale (identity onto 1–5)."""
+        scale = run_calibration(self.folder, task, "identity", "Q-Align expectation on 1-5")
+        return {"score": value, "level": level_word(value), **scale_fields(value, scale)}
 
     def _region(self, source: Path, edited: Path, bbox: Sequence[float] | None) -> tuple[tuple[float, ...], str]:
         if bbox is not None:
@@ -223,7 +229,7 @@ class LMMScorer(ManifestScoring):
         for found in self.score_samples(samples, root):
             main = found.get(self.task) or {}
             row: dict[str, Any] = {"id": found["id"], "task": self.task, "score": main.get("score")}
-            row["level"] = main.get("level")
+            row |= {"level": main.get("level"), "score_1_5": main.get("score_1_5"), "reward": main.get("reward")}
             for dim in (d for d in self.dimensions if d != "completion"):
                 row[dim], row[f"{dim}_level"] = found[dim]["score"], found[dim]["level"]
             if "completion" in found:
