@@ -390,9 +390,11 @@ def parser() -> argparse.ArgumentParser:
     db.add_argument("--dirs", nargs="+", help="run or sweep folders with W&B run files (default: outputs multirun)")
     db.add_argument("--out", help="the spec's JSON file (default: FIRST_DIR/wandb_dashboard.json)")
     db.set_defaults(func=_dashboard)
+    from epaiqa.converters.commands import add_commands as add_import  # import: public benchmarks → a dataset root
     from epaiqa.llm_commands import add_commands  # judge, cot: the LMM clients' subcommands
 
     add_commands(sub)
+    add_import(sub)
     return p
 
 
