@@ -5,29 +5,17 @@ Pairwise accuracy under both tie protocols, group and ranking accuracy per group
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from epaiqa.io import atomic_write_text
 from epaiqa.records.preference_metrics import KIND, PREFERENCE_RECORD
+from epaiqa.report.found import find_summaries
 
 
 def find_preference_records(dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """The preference records under ``dirs`` (each with its ``path``), and the unreadable ones."""
-    found, unreadable = [], []
-    for d in map(Path, dirs):
-        paths = sorted(d.rglob(PREFERENCE_RECORD)) if d.is_dir() else [d] if d.name == PREFERENCE_RECORD else []
-        for path in paths:
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(data, dict) or data.get("kind") != KIND:
-                    raise ValueError("not a preference record")
-            except (OSError, ValueError):
-                unreadable.append(str(path))
-                continue
-            found.append({**data, "path": str(path)})
-    return found, unreadable
+    return find_summaries(dirs, PREFERENCE_RECORD, lambda data: data.get("kind") == KIND)
 
 
 def _pct(value: Any) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from epaiqa.io import atomic_write_text
 from epaiqa.judge.demo import DEMO_KIND, FACETS, LEVEL_FACETS
 from epaiqa.judge.rules import CRITERIA
+from epaiqa.report.found import find_summaries
 
 JUDGE = "judge.json"
 TITLE = "Table 4: performance on quality explanation tasks"
@@ -24,19 +24,7 @@ TITLE = "Table 4: performance on quality explanation tasks"
 
 def find_judgements(dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """The ``judge.json`` contents under ``dirs`` (each with its ``path``), and the unreadable ones."""
-    found, unreadable = [], []
-    for d in map(Path, dirs):
-        paths = sorted(d.rglob(JUDGE)) if d.is_dir() else [d] if d.name == JUDGE else []
-        for path in paths:
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(data, dict) or "model" not in data or "judge" not in data:
-                    raise ValueError("not a judge summary")
-            except (OSError, ValueError):
-                unreadable.append(str(path))
-                continue
-            found.append({**data, "path": str(path)})
-    return found, unreadable
+    return find_summaries(dirs, JUDGE, lambda data: "model" in data and "judge" in data)
 
 
 def table4_rows(judgements: list[dict[str, Any]]) -> list[dict[str, Any]]:
