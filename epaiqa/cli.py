@@ -1,4 +1,4 @@
-"""``epaiqa`` command line: validate, prepare, demo-data, report, stats, evaluate, score, dashboard, judge, cot."""
+"""``epaiqa`` command line: every subcommand (validate, prepare, score, evaluate, report, import, serve, app, …)."""
 
 from __future__ import annotations
 
@@ -392,9 +392,11 @@ def parser() -> argparse.ArgumentParser:
     db.set_defaults(func=_dashboard)
     from epaiqa.converters.commands import add_commands as add_import  # import: public benchmarks → a dataset root
     from epaiqa.llm_commands import add_commands  # judge, cot: the LMM clients' subcommands
+    from epaiqa.serve.commands import add_commands as add_serve  # serve, app: a run over HTTP and in a browser
 
     add_commands(sub)
     add_import(sub)
+    add_serve(sub)
     return p
 
 

@@ -113,27 +113,44 @@ class Scorer(ManifestScoring):
         Without ``bbox`` a model that looks at the region takes the box of the pixels where the edited image
         differs from the source (``bbox_source: difference``); a whole-image model needs none.
         """
-        source, edited = Path(source).resolve(), Path(edited).resolve()
-        if bbox is not None and (problem := check_bbox(list(bbox))) is not None:
-            raise DataError(f"bbox: {problem}")
-        bbox_source = "given"
-        if bbox is None and self.view == "whole":
-            bbox, bbox_source = (0.5, 0.5, 1.0, 1.0), "not used (whole image)"
-        elif bbox is None:
-            found = difference_bbox(load_rgb(source), load_rgb(edited))
-            bbox, bbox_source = found or (0.5, 0.5, 1.0, 1.0), "difference" if found else "whole image (no difference)"
-        sample = PAISample("input", str(source), str(edited), prompt, tuple(bbox), "unknown")  # type: ignore[arg-type]
-        score = self.predict("/", [sample], batch_size=1)["input"]  # absolute paths: "/" / path is the path
-        return {
-            "model": self.record.model,
-            "task": self.task,
-            "score": score,
-            "level": self._level(score),
-            **scale_fields(score, self.scale),
-            "bbox": [round(float(v), 6) for v in bbox],
-            "bbox_source": bbox_source,
-            "run": str(self.folder),
-        }
+        return self.score_pairs([{"source": source, "edited": edited, "prompt": prompt, "bbox": bbox}])[0]
+
+    def score_pairs(self, pairs: Sequence[dict[str, Any]], batch_size: int = 32) -> list[dict[str, Any]]:
+        """Score many pairs through the model in batches; each answer as :meth:`__call__` gives it, in order."""
+        samples, sources = [], []
+        for index, pair in enumerate(pairs):
+            source, edited = Path(pair["source"]).resolve(), Path(pair["edited"]).resolve()
+            bbox, where = self._region(source, edited, pair.get("bbox"))
+            prompt = pair.get("prompt") or ""
+            samples.append(PAISample(str(index), str(source), str(edited), prompt, bbox, "unknown"))
+            sources.append(where)
+        scores = self.predict("/", samples, batch_size=batch_size)  # absolute paths: "/" / path is the path
+        return [
+            {
+                "model": self.record.model,
+                "task": self.task,
+                "score": scores[s.id],
+                "level": self._level(scores[s.id]),
+                **scale_fields(scores[s.id], self.scale),
+                "bbox": [round(float(v), 6) for v in s.bbox],
+                "bbox_source": where,
+                "run": str(self.folder),
+            }
+            for s, where in zip(samples, sources, strict=True)
+        ]
+
+    def _region(
+        self, source: Path, edited: Path, bbox: Sequence[float] | None
+    ) -> tuple[tuple[float, float, float, float], str]:
+        """The bbox a pair is scored with, and where it came from (given, the difference, or not used)."""
+        if bbox is not None:
+            if (problem := check_bbox(list(bbox))) is not None:
+                raise DataError(f"bbox: {problem}")
+            return tuple(float(v) for v in bbox), "given"  # type: ignore[return-value]
+        if self.view == "whole":
+            return (0.5, 0.5, 1.0, 1.0), "not used (whole image)"
+        found = difference_bbox(load_rgb(source), load_rgb(edited))
+        return (found or (0.5, 0.5, 1.0, 1.0)), "difference" if found else "whole image (no difference)"
 
     def _level(self, raw: float) -> str:
         """The level word of a raw score: its value on the rating scale, binned."""
