@@ -104,8 +104,18 @@ def test_a_stage2_run_scores_its_dimensions_as_it_tested(lmm_chain: dict[str, Pa
     assert out["harmony"]["level"] == ("bad", "poor", "fair", "good", "excellent")[round(out["harmony"]["score"]) - 1]
     assert 1.0 <= out["naturalness"]["score"] <= 5.0
     # without a bbox: stage 1 is in the lineage, so the model is asked first; the tiny one answers no box
-    free = load_scorer(run)(src, edit)
+    scorer = load_scorer(run)
+    free = scorer(src, edit)
     assert free["bbox_source"] in ("grounding (stage 1)", "difference (the stage-1 answer did not parse)")
+    # many pairs in one batch (what the server sends): each answer as the pair alone gets it
+    other = next(s for s in by_id.values() if s.id != sample.id)
+    pairs = [{"source": src, "edited": edit, "bbox": sample.bbox}]
+    pairs.append({"source": str(demo_root / other.source), "edited": str(demo_root / other.edited), "bbox": other.bbox})
+    together = scorer.score_pairs(pairs)
+    for pair, answer in zip(pairs, together, strict=True):
+        alone = scorer(pair["source"], pair["edited"], "", pair["bbox"])
+        for dim in ("harmony", "naturalness"):
+            assert answer[dim]["score"] == pytest.approx(alone[dim]["score"], abs=1e-4)
 
 
 def test_a_stage3_run_explains_and_scores_every_dimension(

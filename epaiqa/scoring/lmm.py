@@ -204,20 +204,33 @@ class LMMScorer(ManifestScoring):
         Without ``bbox`` the region comes from stage-1 grounding when the lineage has it, else (or when its
         answer does not parse) from where the edited image differs from the source.
         """
-        source, edited = Path(source).resolve(), Path(edited).resolve()
-        region, where = self._region(source, edited, bbox)
-        sample = PAISample("input", str(source), str(edited), prompt, region, "unknown")  # type: ignore[arg-type]
-        row = self.score_samples([sample], "/")[0] if self.dimensions else {}  # absolute paths: "/" / path is path
-        row.pop("id", None)
-        return {
-            "model": self.record.model,
-            "stage": self.stage_name,
-            "lineage": list(self.record.lineage or []),
-            **row,
-            "bbox": [round(float(v), 6) for v in region],
-            "bbox_source": where,
-            "run": str(self.folder),
-        }
+        return self.score_pairs([{"source": source, "edited": edited, "prompt": prompt, "bbox": bbox}])[0]
+
+    def score_pairs(self, pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score many pairs in one batch per question; each answer as :meth:`__call__` gives it, in order."""
+        samples, regions = [], []
+        for index, pair in enumerate(pairs):
+            source, edited = Path(pair["source"]).resolve(), Path(pair["edited"]).resolve()
+            region, where = self._region(source, edited, pair.get("bbox"))
+            prompt = pair.get("prompt") or ""
+            samples.append(PAISample(str(index), str(source), str(edited), prompt, region, "unknown"))  # type: ignore[arg-type]
+            regions.append((region, where))
+        rows = self.score_samples(samples, "/") if self.dimensions else [{} for _ in samples]  # "/" / path is path
+        answers = []
+        for row, (region, where) in zip(rows, regions, strict=True):
+            row.pop("id", None)
+            answers.append(
+                {
+                    "model": self.record.model,
+                    "stage": self.stage_name,
+                    "lineage": list(self.record.lineage or []),
+                    **row,
+                    "bbox": [round(float(v), 6) for v in region],
+                    "bbox_source": where,
+                    "run": str(self.folder),
+                }
+            )
+        return answers
 
     def manifest_rows(self, root: str | Path, samples: Sequence[PAISample]) -> list[dict[str, Any]]:
         """Scores-file lines of a batch: the main dimension's ``score``/``level``/``task``, then every dimension.
