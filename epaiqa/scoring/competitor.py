@@ -7,6 +7,7 @@ from the regressor on them — as the run's test predicted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from epaiqa.data.levels import bin_level
 from epaiqa.data.schema import SCORE_RANGES, PAISample
 from epaiqa.errors import DataError
-from epaiqa.records.calibration import run_calibration, scale_fields
+from epaiqa.records.calibration import Calibration, run_calibration, scale_fields
 from epaiqa.records.results import RunRecord, read_record
 from epaiqa.scoring.base import ManifestScoring
 from epaiqa.scoring.baseline import Scorer
@@ -52,8 +53,9 @@ class RegressorScorer(ManifestScoring):
     def _level(self, value: float) -> str:
         return bin_level(value, SCORE_RANGES["overall"])
 
-    def _scale(self) -> Any:
-        """The forest answers within the MOS it was fitted on: clipped onto 1–5."""
+    @functools.cached_property
+    def scale(self) -> Calibration:
+        """The forest answers within the MOS it was fitted on: clipped onto 1–5 (read once)."""
         return run_calibration(self.folder, "overall", "clip", "random-forest regression of the fitted MOS")
 
     def __call__(
@@ -69,7 +71,7 @@ class RegressorScorer(ManifestScoring):
                 t: {"score": parts[t]["score"], "level": parts[t]["level"], "model": parts[t]["model"]}
                 for t in SUBTASKS
             },
-            "overall": {"score": overall, "level": self._level(overall), **scale_fields(overall, self._scale())},
+            "overall": {"score": overall, "level": self._level(overall), **scale_fields(overall, self.scale)},
             "bbox": first["bbox"],
             "bbox_source": first["bbox_source"],
             "run": str(self.folder),
@@ -82,7 +84,7 @@ class RegressorScorer(ManifestScoring):
         rows = []
         for s, x, value in zip(samples, features, self._overall(features), strict=True):
             row = {"id": s.id, "task": "overall", "score": value, "level": self._level(value)}
-            row |= {"score_1_5": self._scale().rating(value), "reward": self._scale().reward(value)}
+            row |= {"score_1_5": self.scale.rating(value), "reward": self.scale.reward(value)}
             rows.append(row | {t: float(v) for t, v in zip(SUBTASKS, x, strict=True)})
         return rows
 

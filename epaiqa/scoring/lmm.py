@@ -17,6 +17,7 @@ builders can write an answer that is dropped).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,7 +47,7 @@ from epaiqa.lmm.instructions import (
     qalign_instruction,
 )
 from epaiqa.lmm.scoring import score, score_continuations
-from epaiqa.records.calibration import run_calibration, scale_fields
+from epaiqa.records.calibration import Calibration, run_calibration, scale_fields
 from epaiqa.records.results import RunRecord
 from epaiqa.runs import build
 from epaiqa.scoring.base import ManifestScoring
@@ -174,10 +175,16 @@ class LMMScorer(ManifestScoring):
                 row["explanation"] = text
         return out
 
+    @functools.cached_property
+    def scales(self) -> dict[str, Calibration]:
+        """Each rated dimension's scale (identity onto 1–5 for a Q-Align expectation), read once."""
+        return {
+            t: run_calibration(self.folder, t, "identity", "Q-Align expectation on 1-5") for t in (*SCORED, "overall")
+        }
+
     def _scored(self, task: str, value: float) -> dict[str, Any]:
-        """One dimension's answer: the Q-Align score, its level word, and its scale (identity onto 1–5)."""
-        scale = run_calibration(self.folder, task, "identity", "Q-Align expectation on 1-5")
-        return {"score": value, "level": level_word(value), **scale_fields(value, scale)}
+        """One dimension's answer: the Q-Align score, its level word, and its scale."""
+        return {"score": value, "level": level_word(value), **scale_fields(value, self.scales[task])}
 
     def _region(self, source: Path, edited: Path, bbox: Sequence[float] | None) -> tuple[tuple[float, ...], str]:
         if bbox is not None:
