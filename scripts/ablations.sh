@@ -5,30 +5,14 @@
 #   s1 grounding → s2 (stage2_mixed from s1) → s3 (stage3_explain from s2): the full model (w stage-1, w CoT)
 #   s2_wo_stage1 / s2_reference (ablation presets, no stage 1) → s3_wo_stage1 / s3_reference from them
 #   s3_wo_cot (stage 3 without CoT, from s2)
-# A run whose results.json exists is skipped, so an interrupted script resumes where it stopped.
+# A finished run is kept and a killed one resumes from its last.ckpt (scripts/stages.sh): run it again to go on.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 OUT [OVERRIDE ...]" >&2; exit 2; }
 OUT=$1
 shift
-PYTHON=${PYTHON:-python}
 mkdir -p "$OUT"
-
-run() {  # run NAME OVERRIDE...: one stage into OUT/NAME, unless it finished before
-  local name=$1
-  shift
-  if [ -n "$(find "$OUT/$name" -name results.json -print -quit 2>/dev/null)" ]; then
-    echo "== $name: done before, kept"
-    return
-  fi
-  echo "== $name"
-  "$PYTHON" run.py "hydra.run.dir=$OUT/$name" "$@"
-}
-
-weights() {  # the last checkpoint of a finished stage
-  local path="$OUT/$1/checkpoints/last.ckpt"
-  [ -f "$path" ] || { echo "error: $path not found (did stage $1 finish?)" >&2; exit 1; }
-  echo "model.init_from=\"$path\""
-}
+# shellcheck source=scripts/stages.sh
+source "$(dirname "$0")/stages.sh"
 
 run s1 experiment=stage1_grounding "$@"
 run s2 experiment=stage2_mixed "$(weights s1)" "$@"

@@ -7,7 +7,13 @@ import torch
 from PIL import Image
 
 from epaiqa.errors import ConfigError
-from epaiqa.lmm.backbones import SMALL_BACKBONE, build_tiny_llava_onevision, load_backbone, qwen2_tokenizer
+from epaiqa.lmm.backbones import (
+    SMALL_BACKBONE,
+    build_backbone,
+    build_tiny_llava_onevision,
+    load_backbone,
+    qwen2_tokenizer,
+)
 
 #: A hub id in the paper's family that no cache holds (a cached real one would load gigabytes).
 ABSENT = SMALL_BACKBONE.replace("0.5b", "0.1b-absent")
@@ -82,6 +88,27 @@ def test_tiny_backbone_trains_and_generates(tiny, image) -> None:  # type: ignor
         and prompt["input_ids"].shape[1] < generated.shape[1] <= prompt["input_ids"].shape[1] + 3
     )
     assert torch.equal(generated[0, : prompt["input_ids"].shape[1]], prompt["input_ids"][0])
+
+
+def test_text_layers_keeps_the_first_pretrained_layers_and_the_model_still_runs(tiny, image) -> None:  # type: ignore[no-untyped-def]
+    full, _ = tiny
+    cut, processor = build_backbone({"id": "tiny", "name": "tiny", "text_layers": 1})
+    layers = cut.model.language_model.layers
+    assert len(layers) == 1 == cut.config.text_config.num_hidden_layers
+    assert all(  # the layer kept is the full model's first, unchanged
+        torch.equal(a, b)
+        for a, b in zip(layers[0].parameters(), full.model.language_model.layers[0].parameters(), strict=True)
+    )
+    prompt = _inputs(processor, image)
+    with torch.no_grad():
+        cut_logits = cut(**prompt).logits
+        full_logits = full(**prompt).logits
+    assert cut_logits.shape == full_logits.shape and not torch.allclose(cut_logits, full_logits)
+    generated = cut.generate(**prompt, max_new_tokens=2, do_sample=False)  # the KV cache follows the depth
+    assert generated.shape[1] == prompt["input_ids"].shape[1] + 2
+    for bad in (0, 3, 1.5, True):
+        with pytest.raises(ConfigError, match="text_layers must be an integer in \\[1, 2\\]"):
+            build_backbone({"id": "tiny", "name": "tiny", "text_layers": bad})
 
 
 def test_tokenizer_cache_dir_is_the_only_place_written(tmp_path: Path) -> None:

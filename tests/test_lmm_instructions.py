@@ -7,10 +7,12 @@ import torch
 from PIL import Image
 
 from epaiqa.data.crops import bbox_to_pixels
+from epaiqa.data.levels import soft_levels
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, DataError
 from epaiqa.lmm.backbones import build_tiny_llava_onevision
 from epaiqa.lmm.instructions import (
+    ANSWER_TEMPLATES,
     Conversation,
     answer_span,
     answer_text,
@@ -23,7 +25,7 @@ from epaiqa.lmm.instructions import (
     qalign_instruction,
 )
 from epaiqa.lmm.loss import answer_columns, answer_loss
-from epaiqa.lmm.scoring import level_readout
+from epaiqa.lmm.scoring import level_readout, level_token_ids
 
 # Appendix E, written out by hand ([image] where an image goes; typos fixed as the module's docstring says).
 E1_QUESTION = (
@@ -310,3 +312,46 @@ def test_answer_loss_from_the_answer_columns_equals_the_full_loss(tiny, processo
         fast = answer_loss(model, batch)
     assert answer_columns(batch["labels"]) < batch["labels"].shape[1] // 2  # far fewer logits than the sequence
     assert fast.item() == pytest.approx(full.item(), rel=1e-5)
+
+
+def test_soft_level_targets_one_hot_equal_the_hard_loss_and_a_spread_target_moves_the_expected_level(
+    tiny, processor, root: Path
+) -> None:  # type: ignore[no-untyped-def]
+    pairs = [harmony_instruction(_sample(), root), naturalness_instruction(_sample(), root)]
+    batch = encode_supervised(processor, [p.conversation for p in pairs], [p.images for p in pairs])
+    ids = torch.tensor([level_token_ids(processor, ANSWER_TEMPLATES[t]) for t in ("harmony", "naturalness")])
+    labels = batch["labels"]
+    hot = (labels.unsqueeze(-1) == ids.unsqueeze(1)).any(-1)
+    words = [int(ids[r].tolist().index(int(labels[r][hot[r]][0]))) for r in range(2)]
+    one_hot = torch.nn.functional.one_hot(torch.tensor(words), 5).float()
+    model = tiny[0]
+    with torch.no_grad():
+        assert answer_loss(model, batch, ids, one_hot).item() == pytest.approx(
+            answer_loss(model, batch).item(), rel=1e-5
+        )
+    with pytest.raises(ValueError, match="exactly one level word"):
+        answer_loss(model, batch, ids[:, [0, 0, 0, 0, 0]] * 0, one_hot)
+    # soft targets centred on 'excellent': a few steps of their loss raise the Q-Align expected level of both rows
+    targets = torch.tensor([soft_levels(5.0, 0.5)] * 2)
+    assert targets.sum(1).allclose(torch.ones(2)) and targets[0].argmax() == 4 and 0 < targets[0, 3] < targets[0, 4]
+    weights = torch.arange(1.0, 6.0)
+
+    def expected() -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        rows = torch.arange(2)
+        position = hot.int().argmax(1) - 1  # the column whose logits predict the level word
+        return (logits[rows, position].gather(1, ids).softmax(-1) * weights).sum(1)
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        before = expected()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        for _ in range(3):
+            optimizer.zero_grad()
+            answer_loss(model, batch, ids, targets).backward()
+            optimizer.step()
+        assert bool((expected() > before + 0.05).all())
+    finally:
+        model.load_state_dict(state)
+        model.zero_grad(set_to_none=True)

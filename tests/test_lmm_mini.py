@@ -7,7 +7,13 @@ import torch
 from PIL import Image
 
 from epaiqa.lmm.backbones import build_backbone, load_backbone
-from epaiqa.lmm.instructions import ANSWER_TEMPLATES, QALIGN_ANSWER, encode_supervised, harmony_instruction
+from epaiqa.lmm.instructions import (
+    ANSWER_TEMPLATES,
+    QALIGN_ANSWER,
+    encode_supervised,
+    grounding_answer,
+    harmony_instruction,
+)
 from epaiqa.lmm.mini import PATCH_SIZE, STATISTICS_CHANNELS, ensure_mini, mini_dir
 from epaiqa.lmm.scoring import level_readout
 from epaiqa.weights import lite0_state_dict
@@ -105,6 +111,20 @@ def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple,
     assert all(
         "lora_" in n for n, p in module.model.named_parameters() if any(p is q for q in groups["rest"]["params"])
     )
+    # the CPU recipe: SmolLM2 cut to its first 8 layers, level words learnt as soft targets
+    assert len(module.model.base_model.model.model.language_model.layers) == 8
+    assert module.hparams["level_sigma"] == 0.5
+    # stage 1 on mini: LoRA adapters on the frozen LLM (the documented exception), and room for E.1's whole answer
+    cfg = make_cfg(tmp_path, tmp_path, ["experiment=stage1_grounding", "model/backbone=mini"], small=False)
+    with open_dict(cfg):
+        cfg.model.backbone.cache_dir = str(saved.parent)
+    grounding = build(cfg.model)
+    trained = [n for n, p in grounding.model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in trained)
+    assert not any("language_model" in n and "lora_" not in n for n in trained)
+    longest = grounding_answer((0.9999, 0.9999, 0.9999, 0.9999))
+    answer_tokens = len(grounding.processor.tokenizer(longest, add_special_tokens=False)["input_ids"]) + 1  # + eot
+    assert answer_tokens <= grounding.hparams["max_new_tokens"]
 
 
 def test_mini_statistics_tokens_see_what_the_map_tokens_do_not(mini: tuple) -> None:

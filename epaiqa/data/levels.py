@@ -36,6 +36,25 @@ def bin_level(score: float, span: tuple[float, float] = NOMINAL_SPAN) -> str:
     return score_to_level(min(max(score, lo), hi), lo, hi)
 
 
+def level_position(score: float, span: tuple[float, float] = NOMINAL_SPAN) -> float:
+    """Where a score lies on the level scale: 1 = the middle of bad's bin … 5 = excellent's (0.5 to 5.5 at the ends)."""
+    lo, hi = span
+    return scale_to_five(min(max(score, lo), hi), lo, hi) + 0.5
+
+
+def soft_levels(position: float, sigma: float) -> list[float]:
+    """Probabilities of the five level words: a Gaussian of width ``sigma`` (in levels) around ``position``.
+
+    The soft target of DeQA-Score's distribution training: a score near a bin's edge weighs both neighbours, so two
+    samples of one level word but different scores get different targets (a hard label tells them apart nowhere).
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    weights = [math.exp(-((w - position) ** 2) / (2 * sigma**2)) for w in LEVEL_WEIGHTS]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
 def observed_span(scores: Iterable[float | None]) -> tuple[float, float]:
     """The lowest and highest of the scores (Q-Align's binning range); the nominal span when they do not differ."""
     values = [float(v) for v in scores if v is not None]

@@ -112,6 +112,8 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "finetune_lr": 1e-4,
     # where backbones composed offline (`mini`) are saved once; null: $EPAIQA_CACHE or ~/.cache/epaiqa
     "cache_dir": None,
+    # keep only the LLM's first N decoder layers (null: all); `mini`'s CPU recipe: 8 of SmolLM2's 30
+    "text_layers": None,
 }
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -268,14 +270,38 @@ def build_backbone(backbone: str | Mapping[str, Any]) -> tuple[Any, Any]:
     spec = backbone_settings(backbone)
     ident = str(spec["id"])
     if spec["path"] is None and (ident == "tiny" or ident.startswith("random-")):
-        return build_random_llava_onevision(ident.removeprefix("random-"), int(spec["seed"]), dtype=spec["dtype"])
-    if spec["path"] is None and ident == "mini":
-        from epaiqa.lmm.mini import ensure_mini
+        shape = ident.removeprefix("random-")
+        model, processor = build_random_llava_onevision(shape, int(spec["seed"]), dtype=spec["dtype"])
+    else:
+        if spec["path"] is None and ident == "mini":
+            from epaiqa.lmm.mini import ensure_mini
 
-        cache = spec["cache_dir"] or os.environ.get("EPAIQA_CACHE") or "~/.cache/epaiqa"
-        spec["path"] = str(ensure_mini(cache, int(spec["seed"])))
-    extra = {"attn_implementation": spec["attn_implementation"]} if spec["attn_implementation"] else {}
-    return load_backbone(str(spec["path"] or ident), dtype=spec["dtype"], **extra)
+            cache = spec["cache_dir"] or os.environ.get("EPAIQA_CACHE") or "~/.cache/epaiqa"
+            spec["path"] = str(ensure_mini(cache, int(spec["seed"])))
+        extra = {"attn_implementation": spec["attn_implementation"]} if spec["attn_implementation"] else {}
+        model, processor = load_backbone(str(spec["path"] or ident), dtype=spec["dtype"], **extra)
+    if spec["text_layers"] is not None:
+        keep_text_layers(model, spec["text_layers"])
+    return model, processor
+
+
+def keep_text_layers(model: Any, count: int) -> None:
+    """Keep the LLM's first ``count`` decoder layers (in place): the final norm and LM head then read layer ``count``.
+
+    A depth-truncated LLM costs ``count / all`` of the full one's compute per token; the layers kept are the
+    pretrained ones, unchanged. ``mini``'s CPU recipe keeps 8 of SmolLM2's 30 (docs/lmm.md: what it costs and buys).
+    """
+    language_model = getattr(getattr(model, "model", None), "language_model", None)
+    layers = getattr(language_model, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ConfigError(f"model.backbone.text_layers: {type(model).__name__} has no language_model.layers to cut")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= len(layers):
+        raise ConfigError(f"model.backbone.text_layers must be an integer in [1, {len(layers)}], got {count!r}")
+    language_model.layers = torch.nn.ModuleList(list(layers)[:count])
+    for config in {id(c): c for c in (language_model.config, model.config.get_text_config())}.values():
+        config.num_hidden_layers = count
+        if getattr(config, "layer_types", None):
+            config.layer_types = list(config.layer_types)[:count]
 
 
 def _torch_dtype(dtype: str | torch.dtype) -> Any:

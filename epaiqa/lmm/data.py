@@ -18,7 +18,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from epaiqa.data.base import BaseDataModule, SampleKey, carve_val, check_val_fraction, head, unpack_key
-from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, observed_span
+from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, level_position, observed_span
 from epaiqa.data.schema import PAISample, has_cot, has_explain_cot
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
@@ -87,13 +87,17 @@ class InstructionDataset(Dataset):
         sample, task = self.pairs[index]
         conversation, images = self.instruction(sample, task)
         item = {"sample": sample, "task": task, "conversation": conversation, "images": images}
-        return item | {"template": answer_template(task, self.prompts) if task in SCORING_TASKS else None}
+        if task not in SCORING_TASKS:
+            return item | {"template": None, "level": None}
+        position = level_position(float(sample.score(task)), self.spans.get(task, NOMINAL_SPAN))  # type: ignore[arg-type]
+        return item | {"template": answer_template(task, self.prompts), "level": position}
 
 
 def collate_instructions(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """A batch of instruction items as lists of ``samples``, ``tasks``, ``conversations``, ``images``, ``templates``.
 
-    ``templates`` holds the answer sentence each scored item's level is read off (None for other stages).
+    ``templates`` holds the answer sentence each scored item's level is read off, ``levels`` where its MOS lies on
+    the level scale (:func:`~epaiqa.data.levels.level_position`; the soft targets' centre); None for other stages.
     """
     return {
         "samples": [i["sample"] for i in items],
@@ -101,6 +105,7 @@ def collate_instructions(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
         "conversations": [i["conversation"] for i in items],
         "images": [i["images"] for i in items],
         "templates": [i.get("template") for i in items],
+        "levels": [i.get("level") for i in items],
     }
 
 

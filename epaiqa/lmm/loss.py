@@ -22,14 +22,36 @@ def answer_columns(labels: torch.Tensor) -> int:
     return labels.shape[1] - int(supervised[0]) + 1
 
 
-def answer_loss(model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+def answer_loss(
+    model: Any,
+    inputs: dict[str, Any],
+    level_ids: torch.Tensor | None = None,
+    level_targets: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean next-token cross-entropy over the supervised labels, from the logits of the answer columns only.
 
     Equals the model's own loss on ``labels`` (every position's logits, shifted by one), to float precision.
+    With ``level_ids`` (B, 5: each row's level-word token ids, bad..excellent) and ``level_targets`` (B, 5:
+    probabilities), the one label per row that is a level word is learnt as that distribution over the five words
+    (soft cross-entropy against the full vocabulary's log-probabilities) instead of as its one word.
     """
     inputs = dict(inputs)
     labels = inputs.pop("labels")
     keep = answer_columns(labels)
     logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits  # (B, keep, V)
     targets = labels[:, -keep + 1 :]
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    if level_targets is None:
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    if level_ids is None or level_ids.shape != level_targets.shape:
+        raise ValueError("soft level targets need each row's five level token ids, of the same shape")
+    at_level = (targets.unsqueeze(-1) == level_ids.unsqueeze(1)).any(-1)  # (B, keep - 1)
+    if not torch.equal(at_level.sum(1), torch.ones_like(at_level.sum(1))):
+        raise ValueError(f"each answer needs exactly one level word, found {at_level.sum(1).tolist()}")
+    log_probs = logits[:, :-1].float().log_softmax(-1)
+    rows = torch.arange(len(labels))
+    level_log_probs = log_probs[rows, at_level.int().argmax(1)].gather(1, level_ids)  # (B, 5)
+    soft = -(level_targets.to(level_log_probs.dtype) * level_log_probs).sum()
+    hard = F.nll_loss(
+        log_probs.flatten(0, 1), targets.masked_fill(at_level, -100).flatten(), ignore_index=-100, reduction="sum"
+    )
+    return (soft + hard) / (targets != -100).sum()

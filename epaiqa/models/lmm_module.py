@@ -21,6 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from transformers import get_cosine_schedule_with_warmup
 
+from epaiqa.data.levels import soft_levels
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings, merge_lora_weights
 from epaiqa.lmm.backbones import backbone_settings, build_backbone
@@ -29,7 +30,7 @@ from epaiqa.lmm.generation import generate, generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
 from epaiqa.lmm.loss import answer_loss
-from epaiqa.lmm.scoring import score, score_continuations
+from epaiqa.lmm.scoring import level_token_ids, score, score_continuations
 from epaiqa.models.task import BaseTask
 from epaiqa.records.metrics import TaskResult, correlation_result
 
@@ -61,7 +62,9 @@ class EPAIQAStage(BaseTask):
     backbone's recipe keeps frozen (``mini``: the Lite0 tower up to its last stage; frozen batch norms then keep
     their pretrained statistics in training too). ``lr_groups`` maps parameter-name parts to their own learning
     rate (the first part a name contains wins; the rest train at ``lr``): ``mini`` trains its new projector
-    faster and its pretrained tower stage slower than the LoRA adapters.
+    faster and its pretrained tower stage slower than the LoRA adapters. ``level_sigma`` (stage 2): null trains
+    the answer's level word as one word (the paper); a width in levels trains it as a Gaussian over the five words
+    around where the MOS lies (:func:`~epaiqa.data.levels.soft_levels`, DeQA-Score's soft labels).
     """
 
     STAGE = "stage"
@@ -80,9 +83,12 @@ class EPAIQAStage(BaseTask):
         lr_groups: Mapping[str, float] | None = None,
         lr_schedule: str = "constant",
         warmup_ratio: float = 0.0,
+        level_sigma: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if level_sigma is not None and not (isinstance(level_sigma, int | float) and level_sigma > 0):
+            raise ConfigError(f"model.level_sigma must be null (one-hot level words) or > 0, got {level_sigma!r}")
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if not 0 <= warmup_ratio < 1:
@@ -232,6 +238,27 @@ class EPAIQAScoring(EPAIQAStage):
 
     STAGE = "scoring"
 
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """The answer loss; with ``level_sigma`` the level word's target is the soft distribution of its MOS."""
+        sigma = self.hparams["level_sigma"]
+        if sigma is None:
+            return super().training_step(batch, batch_idx)
+        convs, images, templates = batch["conversations"], batch["images"], batch["templates"]
+        inputs = encode_supervised(self.processor, convs, images).to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        ids = torch.tensor([self._level_ids(t) for t in templates], device=self.device)
+        targets = torch.tensor([soft_levels(p, sigma) for p in batch["levels"]], device=self.device)
+        loss = answer_loss(self.model, inputs, ids, targets)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(convs), sync_dist=True)
+        return loss
+
+    def _level_ids(self, template: str) -> list[int]:
+        cache = self.__dict__.setdefault("_level_id_cache", {})
+        if template not in cache:
+            cache[template] = level_token_ids(self.processor, template)
+        return cache[template]
+
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         convs, images = batch["conversations"], batch["images"]
         templates = batch.get("templates") or [None] * len(convs)
@@ -250,18 +277,27 @@ class EPAIQAScoring(EPAIQAStage):
 
 
 class EPAIQAGrounding(EPAIQAStage):
-    """Stage 1: source + edited image → "(x, y, z1, z2)"; the LLM frozen, projector (and vision) trained."""
+    """Stage 1: source + edited image → "(x, y, z1, z2)"; the LLM frozen, projector (and vision) trained.
+
+    ``stage1_lora`` (a backbone recipe's documented exception: ``mini``, whose depth-cut SmolLM2 cannot write the
+    answer untrained) trains LoRA adapters on the LLM too; the LLM's own weights stay frozen.
+    """
 
     STAGE = "grounding"
 
-    def __init__(self, *args: Any, freeze_llm: bool = True, train_vision: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, freeze_llm: bool = True, train_vision: bool = True, stage1_lora: bool = False, **kwargs: Any
+    ) -> None:
+        if stage1_lora:  # a backbone recipe's exception: adapters on the LLM train, its own weights stay frozen
+            freeze_llm = False
+            kwargs["lora"] = {**lora_settings(kwargs.get("lora")), "enabled": True}
         if freeze_llm and lora_settings(kwargs.get("lora"))["enabled"]:
             raise ConfigError(
                 "model.lora: stage 1 freezes the LLM (the paper's rule); LoRA adapters on it in stage 1 need "
                 "model.freeze_llm=false"
             )
         super().__init__(*args, **kwargs)
-        self.hparams.update(freeze_llm=freeze_llm, train_vision=train_vision)
+        self.hparams.update(freeze_llm=freeze_llm, train_vision=train_vision, stage1_lora=stage1_lora)
         for name, param in self.model.named_parameters():
             if freeze_llm and ("language_model" in name or "lm_head" in name):
                 param.requires_grad = False
