@@ -83,7 +83,14 @@ def test_e2_cot_is_a_training_prior_never_a_test_input(demo_root: Path) -> None:
     assert train_item["sample"].cot["harmony"].strip()[:30] in question(train_item)
     assert test_item["sample"].cot["harmony"].strip()[:30] not in question(test_item)
     batch = next(iter(data.test_dataloader()))
-    assert set(batch) == {"samples", "tasks", "conversations", "images", "templates"}  # no dataset root in batches
+    assert set(batch) == {
+        "samples",
+        "tasks",
+        "conversations",
+        "images",
+        "templates",
+        "levels",
+    }  # no dataset root in batches
 
 
 def test_joint_trains_each_branch_on_the_label() -> None:
