@@ -2,6 +2,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import make_cfg
 
 from epaiqa.errors import ConfigError
@@ -131,3 +132,23 @@ def test_lr_groups_give_named_parameters_their_own_learning_rate() -> None:
     assert sum(len(g["params"]) for g in optimiser.param_groups) == len(trained)  # each trained parameter once
     with pytest.raises(ConfigError, match=r"model.lr_groups: no trained parameter name contains \['projektor'\]"):
         EPAIQAScoring(backbone="tiny", lr_groups={"projektor": 1e-3}).configure_optimizers()
+
+
+def test_level_sigma_trains_stage2_on_soft_level_targets(demo_root: Path) -> None:
+    from epaiqa.data.manifest import load_manifest
+    from epaiqa.lmm.data import InstructionDataset, collate_instructions
+    from epaiqa.lmm.instructions import encode_supervised
+    from epaiqa.models.lmm_module import EPAIQAScoring
+
+    samples = [s for s in load_manifest(demo_root) if s.score("naturalness") is not None][:2]
+    pairs = [(samples[0], "harmony"), (samples[1], "naturalness")]
+    batch = collate_instructions([InstructionDataset(demo_root, pairs, True, False, False)[i] for i in range(2)])
+    assert all(0.5 <= v <= 5.5 for v in batch["levels"])  # where each MOS lies on the level scale
+    hard, soft = EPAIQAScoring(backbone="tiny"), EPAIQAScoring(backbone="tiny", level_sigma=0.5)
+    inputs = encode_supervised(hard.processor, batch["conversations"], batch["images"])
+    with torch.no_grad():
+        one_hot, spread = hard.supervised_loss(inputs, batch), soft.supervised_loss(inputs, batch)
+    assert torch.isfinite(spread) and abs(float(spread) - float(one_hot)) > 1e-3  # the same weights, other targets
+    for bad in (0, -1.0, "wide"):
+        with pytest.raises(ConfigError, match=r"model\.level_sigma must be null"):
+            EPAIQAScoring(backbone="tiny", level_sigma=bad)

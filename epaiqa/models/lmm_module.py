@@ -228,9 +228,13 @@ class EPAIQAStage(BaseTask):
         inputs = encode_supervised(self.processor, convs, images).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        loss = answer_loss(self.model, inputs)
+        loss = self.supervised_loss(inputs, batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(convs), sync_dist=True)
         return loss
+
+    def supervised_loss(self, inputs: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of a training batch's answers (:func:`~epaiqa.lmm.loss.answer_loss`)."""
+        return answer_loss(self.model, inputs)
 
 
 class EPAIQAScoring(EPAIQAStage):
@@ -238,20 +242,14 @@ class EPAIQAScoring(EPAIQAStage):
 
     STAGE = "scoring"
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def supervised_loss(self, inputs: Any, batch: dict[str, Any]) -> torch.Tensor:
         """The answer loss; with ``level_sigma`` the level word's target is the soft distribution of its MOS."""
         sigma = self.hparams["level_sigma"]
         if sigma is None:
-            return super().training_step(batch, batch_idx)
-        convs, images, templates = batch["conversations"], batch["images"], batch["templates"]
-        inputs = encode_supervised(self.processor, convs, images).to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        ids = torch.tensor([self._level_ids(t) for t in templates], device=self.device)
+            return answer_loss(self.model, inputs)
+        ids = torch.tensor([self._level_ids(t) for t in batch["templates"]], device=self.device)
         targets = torch.tensor([soft_levels(p, sigma) for p in batch["levels"]], device=self.device)
-        loss = answer_loss(self.model, inputs, ids, targets)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(convs), sync_dist=True)
-        return loss
+        return answer_loss(self.model, inputs, ids, targets)
 
     def _level_ids(self, template: str) -> list[int]:
         cache = self.__dict__.setdefault("_level_id_cache", {})
