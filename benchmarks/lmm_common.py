@@ -8,6 +8,8 @@ from typing import Any
 
 from benchmarks.common import DEMO_CACHE
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
 
 def load_backbone(name: str) -> tuple[Any, Any]:
     """``tiny`` (random) or ``mini`` (pretrained parts, from the cache) in eval mode."""
@@ -19,10 +21,15 @@ def load_backbone(name: str) -> tuple[Any, Any]:
 
 
 def backbone_spec(name: str) -> dict[str, Any]:
-    """The ``model.backbone`` config of ``name`` (``mini`` read from the cache the suite uses)."""
+    """The ``model.backbone`` config of ``name``: ``mini`` read from the cache the suite uses, with its recipe's
+    depth (``conf/model/backbone/mini.yaml``: the LLM cut to its first ``text_layers`` layers)."""
     spec: dict[str, Any] = {"id": name, "name": name}
     if name == "mini":
+        from omegaconf import OmegaConf
+
+        recipe = OmegaConf.load(CONF / "model" / "backbone" / "mini.yaml")
         spec["cache_dir"] = os.environ.get("EPAIQA_CACHE") or str(DEMO_CACHE)
+        spec["text_layers"] = recipe.model.backbone.text_layers
     return spec
 
 

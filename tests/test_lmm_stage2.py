@@ -95,6 +95,14 @@ def test_stage1_trains_projector_not_llm_and_chains_into_stage2(demo_root: Path,
     metrics = results["test"]
     assert results["task"] == "grounding" and metrics["n"] == 4
     assert 0.0 <= metrics["parse_failure_rate"] <= 1.0
+    # the reference a grounding model must beat: always answering the scored samples' mean box
+    from epaiqa.lmm.grounding import iou
+
+    with open(tmp_path / "s1" / "predictions.csv", newline="") as f:
+        boxes = [[float(r[f"bbox_{k}"]) for k in ("x", "y", "z1", "z2")] for r in csv.DictReader(f)]
+    mean = [sum(b[k] for b in boxes) / 4 for k in range(4)]
+    assert metrics["mean_box_iou"] == pytest.approx(sum(iou(mean, b) for b in boxes) / 4)
+    assert 0.0 < metrics["mean_box_iou"] < 1.0 and metrics["mean_box_centre_error"] >= 0.0
     # the experiment scores the untrained model too: the IoU and parse failures the trained one must beat
     assert results["untrained"]["n"] == 4 and 0.0 <= results["untrained"]["parse_failure_rate"] <= 1.0
     checkpoint = tmp_path / "s1" / "checkpoints" / "last.ckpt"

@@ -36,6 +36,8 @@ from epaiqa.records.metrics import TaskResult, correlation_result
 
 #: constant: every step at its group's rate; cosine: linear warm-up, then cosine decay to 0 (LLaVA's SFT recipe)
 LR_SCHEDULES = ("constant", "cosine")
+#: the edited region's box ⟨x, y, z1, z2⟩ (centre, size) in stage 1's rows: ``bbox_x`` … ``bbox_z2``
+BOX_KEYS = ("x", "y", "z1", "z2")
 #: Checkpoint key of the stages the weights went through, oldest first.
 LINEAGE_KEY = "epaiqa_stages"
 
@@ -316,6 +318,7 @@ class EPAIQAGrounding(EPAIQAStage):
                         "task": "grounding",
                         "edit_type": sample.edit_type,
                         "answer": text,
+                        **{f"bbox_{k}": float(v) for k, v in zip(BOX_KEYS, sample.bbox, strict=True)},
                         "iou": None if box is None else iou(box, sample.bbox),
                         "centre_error": None if box is None else centre_error(box, sample.bbox),
                     }
@@ -323,7 +326,12 @@ class EPAIQAGrounding(EPAIQAStage):
             )
 
     def summarise(self, task: str, rows: list[dict[str, Any]]) -> TaskResult:
-        """IoU and centre error of the parsed boxes, and the parse-failure rate."""
+        """IoU and centre error of the parsed boxes, the parse-failure rate, and the *mean-box* reference.
+
+        ``mean_box_iou`` / ``mean_box_centre_error``: what always answering these samples' mean box scores (a model
+        that knows where edits usually lie, but looks at no image; the mean of the scored boxes themselves, so the
+        reference is, if anything, flattered). A model that grounds must beat it.
+        """
         parsed = [o for o in rows if o["iou"] is not None]
         n = len(rows)
         metrics: dict[str, Any] = {
@@ -332,6 +340,11 @@ class EPAIQAGrounding(EPAIQAStage):
             "centre_error": _mean([o["centre_error"] for o in parsed]),
             "parse_failure_rate": (n - len(parsed)) / n if n else None,
         }
+        boxes = [[float(o[f"bbox_{k}"]) for k in BOX_KEYS] for o in rows if "bbox_x" in o]
+        if boxes:
+            mean = [sum(b[k] for b in boxes) / len(boxes) for k in range(4)]
+            metrics["mean_box_iou"] = _mean([iou(mean, b) for b in boxes])
+            metrics["mean_box_centre_error"] = _mean([centre_error(mean, b) for b in boxes])
         return TaskResult(metrics, rows)
 
 
