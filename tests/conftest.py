@@ -13,9 +13,20 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
-os.environ.setdefault("EPAIQA_TEST_VIEWS", tempfile.mkdtemp(prefix="epaiqa-test-views-"))
+#: the view cache the tests share, made here unless the caller named one (then it is the caller's to keep)
+_OWN_VIEWS = None if "EPAIQA_TEST_VIEWS" in os.environ else tempfile.mkdtemp(prefix="epaiqa-test-views-")
+if _OWN_VIEWS is not None:
+    os.environ["EPAIQA_TEST_VIEWS"] = _OWN_VIEWS
 
-from epaiqa.data.demo import generate_demo_set
+
+from epaiqa.data.demo import generate_demo_set  # noqa: E402  (after the environment above)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the view cache this session made (it was left in /tmp after every run)."""
+    if _OWN_VIEWS is not None:
+        shutil.rmtree(_OWN_VIEWS, ignore_errors=True)
+
 
 DEMO_N = 48
 
