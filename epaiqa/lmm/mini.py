@@ -136,9 +136,10 @@ def sincos_2d(grid: int, width: int) -> torch.Tensor:
 class PositionEmbedding(torch.nn.Module):
     """A learnt position embedding for the map's tokens, started at :func:`sincos_2d` × ``POSITION_SCALE``.
 
-    A CNN's map tokens carry almost no absolute position (the convolutions are translation-equivariant), and
-    LLaVA's LLM reads position only through RoPE's attention scores, never in a token's content: writing a box's
-    coordinates (stage 1) needs *where* in the values. A ViT tower carries this in its own position embedding.
+    On real views a CNN's map tokens carry little readable absolute position (the convolutions are
+    translation-equivariant; only the padding leaks it), and LLaVA's LLM reads position only through RoPE's
+    attention scores, never in a token's content: writing a box's coordinates (stage 1) needs *where* in the values.
+    A ViT tower carries this in its own position embedding.
     """
 
     def __init__(self, grid: int, width: int) -> None:
