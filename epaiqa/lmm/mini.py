@@ -18,9 +18,6 @@ What composes and what needed glue (facts met building it):
   Lite0's blocks 0–5, one token per block. A ridge probe on the demo set (1,200 train / 600 test samples, frozen
   ImageNet Lite0, the questions' views) reads naturalness SRCC 0.614 from these statistics but 0.416 from the last
   map's (what the 49 tokens carry); harmony 0.794 vs 0.716 (BENCHMARKS.md).
-- The position codes (:class:`PositionEmbedding`, v3, trained): Lite0's map tokens say *what* is where, not
-  *where*; a learnt 2-D embedding (started at sine-cosine) puts each token's place in its content, as a ViT's
-  does, so stage 1 can write the edited region's coordinates.
 - The image processor is SigLIP's: bicubic 224×224, mean = std = 0.5 — Lite0's own preprocessing.
 - ``<image>`` is not a SmolLM2 token: it is added as a special token (id 49152) and the embeddings resized.
 - The five level words *with a leading space* are single SmolLM2 tokens (" bad" 3309, " poor" 3183, " fair" 3506,
@@ -67,18 +64,13 @@ from epaiqa.weights import (
     smollm2_gguf,
 )
 
-#: bump when the composition changes: a new cache folder is built (2: the statistics tokens, 3: positions)
-MINI_VERSION = 3
+#: bump when the composition changes: a new cache folder is built (2: the statistics tokens)
+MINI_VERSION = 2
 MINI_ID = "mini"
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<|endoftext|>"
 #: Lite0's 224-px input gives a 7×7 map: one image token per 32×32 pixels
 PATCH_SIZE = 32
-#: the map's side (224 / 32): one learnt position code per map token (v3)
-POSITION_GRID = 7
-#: the position codes' start: sine-cosine at half amplitude (RMS 0.35), against the map tokens' RMS of 0.83 and
-#: their per-channel spread over positions of 0.41 (demo harmony views, ImageNet Lite0)
-POSITION_SCALE = 0.5
 #: channels of Lite0's blocks 0–5: each block's feature statistics are one more image token
 STATISTICS_CHANNELS = (16, 24, 40, 80, 112, 192)
 #: the last Lite0 stage (blocks.6, 320 channels) and its head conv: what the demo trains of the vision tower
@@ -89,8 +81,7 @@ class Lite0TokensConfig(TimmWrapperConfig):
     """A timm vision tower whose last feature map is read as tokens (``hidden_size`` channels each).
 
     ``statistics_channels`` lists the channels of the blocks whose feature statistics become one more token each
-    (empty: the map's tokens only); ``position_grid`` > 0 adds a learnt position embedding to the map's
-    ``position_grid``² tokens (0: none).
+    (empty: the map's tokens only).
     """
 
     model_type = "epaiqa_lite0_tokens"
@@ -98,10 +89,9 @@ class Lite0TokensConfig(TimmWrapperConfig):
     image_size: int = LITE0_IMAGE_SIZE
     patch_size: int = PATCH_SIZE
 
-    def __init__(self, statistics_channels: list[int] | None = None, position_grid: int = 0, **kwargs: Any) -> None:
+    def __init__(self, statistics_channels: list[int] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.statistics_channels = list(statistics_channels or [])
-        self.position_grid = int(position_grid)
 
 
 class StatisticsTokens(torch.nn.Module):
@@ -116,39 +106,6 @@ class StatisticsTokens(torch.nn.Module):
     def forward(self, statistics: list[torch.Tensor]) -> torch.Tensor:
         """(B, 2·C_i) per block → (B, blocks, width)."""
         return torch.stack([layer(s) for layer, s in zip(self.layers, statistics, strict=True)], 1)
-
-
-def sincos_2d(grid: int, width: int) -> torch.Tensor:
-    """(grid², width) fixed 2-D sine-cosine position codes (MAE's): half the channels the row, half the column."""
-    if width % 4:
-        raise ValueError(f"sincos_2d needs a width divisible by 4, got {width}")
-    frequencies = 1.0 / 10000 ** (torch.arange(width // 4, dtype=torch.float64) / (width // 4))
-    rows, cols = torch.meshgrid(
-        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
-    )
-    parts = []
-    for axis in (rows.flatten(), cols.flatten()):
-        angles = axis[:, None] * frequencies[None, :]
-        parts += [angles.sin(), angles.cos()]
-    return torch.cat(parts, 1).float()
-
-
-class PositionEmbedding(torch.nn.Module):
-    """A learnt position embedding for the map's tokens, started at :func:`sincos_2d` × ``POSITION_SCALE``.
-
-    On real views a CNN's map tokens carry little readable absolute position (the convolutions are
-    translation-equivariant; only the padding leaks it), and LLaVA's LLM reads position only through RoPE's
-    attention scores, never in a token's content: writing a box's coordinates (stage 1) needs *where* in the values.
-    A ViT tower carries this in its own position embedding.
-    """
-
-    def __init__(self, grid: int, width: int) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(sincos_2d(grid, width) * POSITION_SCALE)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, grid², width) tokens plus each position's code."""
-        return tokens + self.weight.to(tokens.dtype)
 
 
 class Lite0TokensModel(TimmWrapperModel):
@@ -166,8 +123,6 @@ class Lite0TokensModel(TimmWrapperModel):
     def __init__(self, config: Lite0TokensConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.statistics = StatisticsTokens(config.statistics_channels, config.hidden_size)
-        grid = getattr(config, "position_grid", 0)
-        self.positions = PositionEmbedding(grid, config.hidden_size) if grid else None
 
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
         """The last map's tokens, then the statistics tokens; ``hidden_states`` holds them as the last layer."""
@@ -180,8 +135,6 @@ class Lite0TokensModel(TimmWrapperModel):
                 flat = x.float().flatten(2)
                 statistics.append(torch.cat([flat.mean(2), flat.std(2)], 1))
         tokens = net.bn2(net.conv_head(x)).flatten(2).transpose(1, 2)
-        if self.positions is not None:
-            tokens = self.positions(tokens)
         if statistics:
             tokens = torch.cat([tokens, self.statistics(statistics).to(tokens.dtype)], 1)
         return BaseModelOutputWithPooling(
@@ -228,10 +181,7 @@ def compose_mini(seed: int = 0) -> tuple[LlavaForConditionalGeneration, LlavaPro
     image_token = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
     vision_config = Lite0TokensConfig(
-        architecture=LITE0_ARCH,
-        num_labels=0,
-        statistics_channels=list(STATISTICS_CHANNELS),
-        position_grid=POSITION_GRID,
+        architecture=LITE0_ARCH, num_labels=0, statistics_channels=list(STATISTICS_CHANNELS)
     )
     config = LlavaConfig(
         vision_config=vision_config,
