@@ -203,6 +203,7 @@ def write_run(
             }
             for name, metrics in result.subsets.items()
         }
+        view = datamodule.task_view(task) if hasattr(datamodule, "task_view") else None
         record = RunRecord(
             task=task,
             test=result.metrics,
@@ -211,7 +212,7 @@ def write_run(
             untrained=before.get("metrics"),
             val=(getattr(model, "val_results", None) or {}).get(task),
             subsets=subsets,
-            **common,
+            **{**common, "data": data | {"view": view}} if view else common,
         )
         write_record(out if len(test) == 1 else out / task, record)
         print_record(record)

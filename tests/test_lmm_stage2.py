@@ -6,6 +6,7 @@ import torch
 from helpers import make_cfg
 
 from epaiqa.errors import ConfigError
+from epaiqa.records.results import read_record
 from epaiqa.train import train
 
 
@@ -21,6 +22,9 @@ def test_stage2_trains_then_init_from_carries_the_weights(demo_root: Path, tmp_p
     checkpoint = tmp_path / "a" / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file()
     assert {p.parent.name for p in (tmp_path / "a").rglob("results.json")} == {"harmony", "naturalness"}
+    # each task's record names the view its question showed: the report marks rows of different views
+    views = {t: read_record(tmp_path / "a" / t / "results.json").data["view"] for t in ("harmony", "naturalness")}
+    assert views == {"harmony": first.data.harmony_view, "naturalness": "region"}
 
     second = make_cfg(demo_root, tmp_path / "b", [*common, "train=false", f"model.init_from={checkpoint}"])
     train(second)

@@ -65,6 +65,25 @@ def test_two_settings_of_one_model_are_two_rows_never_averaged(tmp_path: Path, c
     assert csv_head.startswith("model,runs,style_change_srcc,style_change_srcc_std")
 
 
+def test_a_table_of_runs_on_different_views_marks_every_row_with_its_view(tmp_path: Path) -> None:
+    root = {"root": "/demo"}
+    write_run(tmp_path / "0", "hyperiqa", "harmony", 0.7, overrides=("data.view=whole",), data=root | {"view": "whole"})
+    write_run(
+        tmp_path / "1", "hyperiqa", "harmony", 0.72, overrides=("data.view=context",), data=root | {"view": "context"}
+    )
+    write_run(tmp_path / "2", "epaiqa_mini", "harmony", 0.65, overrides=("x=1",), data=root | {"view": "context"})
+    write_run(tmp_path / "3", "hyperiqa", "naturalness", 0.5, data=root | {"view": "region"})
+    write_run(tmp_path / "4", "epaiqa_mini", "naturalness", 0.3, data=root | {"view": "region"})
+    report = collect([tmp_path])
+    assert sorted(row.label for row in report.tables["harmony"]) == [
+        "epaiqa_mini · context",
+        "hyperiqa [data.view=context] · context",
+        "hyperiqa [data.view=whole] · whole",
+    ]
+    # one view in the table: nothing to tell apart, the labels stay as they were
+    assert sorted(row.label for row in report.tables["naturalness"]) == ["epaiqa_mini", "hyperiqa"]
+
+
 def test_report_lists_failures_with_tracebacks_and_exits_1(tmp_path: Path, capsys) -> None:
     write_run(tmp_path / "0", "dbcnn", "harmony", 0.5)
     (tmp_path / "1").mkdir()

@@ -175,6 +175,13 @@ class LMMDataModule(BaseDataModule):
             log.warning("reference mode leaves naturalness instructions as they are (the crop is the region)")
         self.task = "+".join(self.tasks)
 
+    def task_view(self, task: str) -> str:
+        """The view of the edited image a task's question shows (the results record's ``data.view``).
+
+        Harmony: ``data.harmony_view``; naturalness: the region's crop; grounding and the overall: the whole image.
+        """
+        return {"harmony": self.harmony_view, "naturalness": "region"}.get(task, "whole")
+
     @property
     def stage_name(self) -> str:
         """The model stage this data feeds."""

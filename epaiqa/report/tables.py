@@ -99,16 +99,26 @@ class Report:
 
 
 def _labels(records: list[RunRecord]) -> dict[tuple[str, str, str], str]:
-    """Row labels per (task, model, setting key): the model, plus the overrides that tell its settings apart."""
+    """Row labels per (task, model, setting key): the model, plus the overrides that tell its settings apart.
+
+    Where a task's table holds runs that saw different views of the image (the record's ``data.view``: whole,
+    region, context …), every row of it is marked with its view (``hyperiqa · context``), so models are compared
+    on the same input by reading one table.
+    """
     settings: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(dict)
+    views: dict[str, set[str]] = defaultdict(set)
     for r in records:
         settings[(r.task, r.model)][r.setting.key] = set(r.setting.overrides)
+        views[r.task].add(str(r.data.get("view") or "?"))
+    view_of = {(r.task, r.model, r.setting.key): str(r.data.get("view") or "?") for r in records}
     labels = {}
     for (task, model), by_key in settings.items():
         shared = set.intersection(*by_key.values())
         for key, overrides in by_key.items():
             extra = sorted(overrides - shared)
             label = f"{model} [{', '.join(extra) if extra else 'setting ' + key[:6]}]" if len(by_key) > 1 else model
+            if len(views[task]) > 1:
+                label = f"{label} · {view_of[(task, model, key)]}"
             labels[(task, model, key)] = label
     return labels
 
