@@ -212,7 +212,7 @@ def write_run(
             untrained=before.get("metrics"),
             val=(getattr(model, "val_results", None) or {}).get(task),
             subsets=subsets,
-            **{**common, "data": data | {"view": view}} if view else common,
+            **(common | {"data": data | {"view": view}} if view else common),
         )
         write_record(out if len(test) == 1 else out / task, record)
         print_record(record)

@@ -106,11 +106,12 @@ def _labels(records: list[RunRecord]) -> dict[tuple[str, str, str], str]:
     on the same input by reading one table.
     """
     settings: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(dict)
+    view_of = {(r.task, r.model, r.setting.key): str(r.data.get("view") or "?") for r in records}
     views: dict[str, set[str]] = defaultdict(set)
+    for (task, _, _), view in view_of.items():
+        views[task].add(view)
     for r in records:
         settings[(r.task, r.model)][r.setting.key] = set(r.setting.overrides)
-        views[r.task].add(str(r.data.get("view") or "?"))
-    view_of = {(r.task, r.model, r.setting.key): str(r.data.get("view") or "?") for r in records}
     labels = {}
     for (task, model), by_key in settings.items():
         shared = set.intersection(*by_key.values())
