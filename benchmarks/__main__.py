@@ -11,7 +11,8 @@ Benchmarks (all by default, in this order):
 - ``four_dims``: ``epaiqa score``'s four dimensions from one encoding vs four passes;
 - ``startup``: ``python run.py`` to its first training step and ``import epaiqa.train`` vs ``import epaiqa``;
 - ``channels_last``: every baseline's training step (as ``profile=demo_matrix`` builds it) in NHWC vs NCHW;
-- ``precision``: each LMM stage's training step (``mini``) in bf16 autocast vs fp32 on this CPU.
+- ``precision``: each LMM stage's training step (``mini``) in bf16 autocast vs fp32 on this CPU;
+- ``recipe``: ``mini``'s stage-2 training step with and without each lever of its CPU recipe.
 
 The demo matrix's wall time and per-job split is ``python -m benchmarks.matrix`` (it runs the sweeps).
 
@@ -35,7 +36,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-BENCHMARKS = ("baselines", "data", "qalign", "readout", "four_dims", "startup", "channels_last", "precision")
+BENCHMARKS = ("baselines", "data", "qalign", "readout", "four_dims", "startup", "channels_last", "precision", "recipe")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

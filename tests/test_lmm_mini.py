@@ -167,3 +167,66 @@ def test_mini_scores_agree_in_fp32_and_bf16_autocast(mini: tuple, demo_root: Pat
         assert fp32.dtype == bf16.dtype == torch.float32 and fp32.shape == (4,)
         diff = (fp32 - bf16).abs()
         assert float(diff.max()) <= 0.5 and float(diff.mean()) <= 0.2, (fp32, bf16)
+
+
+#: what the recipe trains of the tower: its last stage, head and the statistics tokens' layers
+TRAINED_TOWER = ("timm_model.blocks.6.", "timm_model.conv_head.", "timm_model.bn2.", "statistics.")
+
+
+def test_mini_tower_keeps_its_frozen_prefix_per_view_with_the_same_tokens_and_gradients(mini: tuple) -> None:
+    """The recipe's frozen blocks 0–5 computed once per view: the same tokens and last-stage gradients."""
+    from epaiqa.lmm.frozen_prefix import frozen_prefix_length
+
+    model, _, _ = mini
+    tower = model.model.vision_tower
+    net = tower.timm_model
+    stages = [net.conv_stem, net.bn1, *net.blocks]
+    try:
+        tower.train()
+        for name, param in tower.named_parameters():
+            param.requires_grad = name.startswith(TRAINED_TOWER)
+        assert frozen_prefix_length(stages) == 1  # the stem conv; its norm still updates its statistics
+        for stage in stages[:8]:
+            stage.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
+        assert frozen_prefix_length(stages) == 8  # stem conv, stem norm, blocks 0-5 (block 6 trains)
+        views = torch.rand(3, 3, 224, 224, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+        def tokens_and_grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            tower.zero_grad(set_to_none=True)
+            out = tower(x).last_hidden_state
+            out.square().mean().backward()
+            return out.detach(), net.blocks[6][0].conv_pw.weight.grad.clone()
+
+        reference = tokens_and_grad(views)
+        tower.keep_prefixes(2)
+        cache = tower.prefix_cache
+        first = tokens_and_grad(views)  # three misses; the cache keeps the last two
+        assert (cache.hits, cache.misses, len(cache.entries)) == (0, 3, 2)
+        second = tokens_and_grad(views[[2, 1, 0]])  # two hits, one miss (the view dropped) computed again
+        assert (cache.hits, cache.misses) == (2, 4)
+        for got, order in ((first, [0, 1, 2]), (second, [2, 1, 0])):
+            torch.testing.assert_close(got[0], reference[0][order], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got[1], reference[1], rtol=1e-4, atol=1e-6)
+        tower.eval()
+        with torch.no_grad():
+            tower(views[:1])
+        assert cache.misses == 4  # evaluation does not read or fill the cache
+        tower.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tower(views[:1])
+        assert cache.misses == 5  # another precision is another key
+    finally:
+        tower.keep_prefixes(0)
+        model.eval()
+        for param in model.parameters():
+            param.requires_grad = True
+    assert tower.prefix_cache is None
+
+
+def test_tower_cache_is_refused_where_the_tower_cannot_keep_views() -> None:
+    from epaiqa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model\.backbone\.tower_cache: the vision tower"):
+        build_backbone({"id": "tiny", "name": "tiny", "tower_cache": 100})
+    with pytest.raises(ConfigError, match=r"model\.backbone\.tower_cache must be a whole number"):
+        build_backbone({"id": "tiny", "name": "tiny", "tower_cache": -1})

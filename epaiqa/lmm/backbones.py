@@ -114,6 +114,8 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "cache_dir": None,
     # keep only the LLM's first N decoder layers (null: all); `mini`'s CPU recipe: 8 of SmolLM2's 30
     "text_layers": None,
+    # training: keep the frozen tower prefix's outputs of up to N image views (mini's Lite0 tower; 0: off)
+    "tower_cache": 0,
 }
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -282,7 +284,22 @@ def build_backbone(backbone: str | Mapping[str, Any]) -> tuple[Any, Any]:
         model, processor = load_backbone(str(spec["path"] or ident), dtype=spec["dtype"], **extra)
     if spec["text_layers"] is not None:
         keep_text_layers(model, spec["text_layers"])
+    if spec["tower_cache"]:
+        keep_tower_prefixes(model, spec["tower_cache"])
     return model, processor
+
+
+def keep_tower_prefixes(model: Any, capacity: int) -> None:
+    """Compute the vision tower's frozen prefix once per image view in training (:mod:`epaiqa.lmm.frozen_prefix`)."""
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+        raise ConfigError(f"model.backbone.tower_cache must be a whole number of views >= 0, got {capacity!r}")
+    tower = getattr(getattr(model, "model", None), "vision_tower", None)
+    if not hasattr(tower, "keep_prefixes"):
+        raise ConfigError(
+            f"model.backbone.tower_cache: the vision tower of {type(model).__name__} "
+            f"({type(tower).__name__}) cannot keep views; only mini's Lite0 tower can (set 0)"
+        )
+    tower.keep_prefixes(capacity)
 
 
 def keep_text_layers(model: Any, count: int) -> None:

@@ -54,6 +54,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from epaiqa.io import ensure_folder
 from epaiqa.lmm.chat_template import INTERLEAVED_CHAT_TEMPLATE
+from epaiqa.lmm.frozen_prefix import PrefixCache, frozen_prefix_length, view_key
 from epaiqa.weights import (
     LITE0_ARCH,
     LITE0_FEATURES,
@@ -115,7 +116,8 @@ class Lite0TokensModel(TimmWrapperModel):
     standard deviation of each channel of the block's output over the image (the features a ridge probe reads
     quality from), normalised and mapped to the tower's width by a layer of their own. The 7×7 map of the last
     block is semantic; blur, noise and blockiness live in the early blocks' statistics, which no image token
-    carries (BENCHMARKS.md: the probe per block).
+    carries (BENCHMARKS.md: the probe per block). With :meth:`keep_prefixes` the frozen stages run once per view
+    in training (``model.backbone.tower_cache``; :mod:`epaiqa.lmm.frozen_prefix`).
     """
 
     config_class = Lite0TokensConfig
@@ -123,23 +125,60 @@ class Lite0TokensModel(TimmWrapperModel):
     def __init__(self, config: Lite0TokensConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         self.statistics = StatisticsTokens(config.statistics_channels, config.hidden_size)
+        #: the frozen prefix's outputs per view, in training (:meth:`keep_prefixes`; off by default)
+        self.prefix_cache: PrefixCache | None = None
 
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
         """The last map's tokens, then the statistics tokens; ``hidden_states`` holds them as the last layer."""
         net = self.timm_model
-        x = net.bn1(net.conv_stem(pixel_values.to(self.dtype)))
-        statistics: list[torch.Tensor] = []
-        for block in net.blocks:
-            x = block(x)
-            if len(statistics) < len(self.config.statistics_channels):
-                flat = x.float().flatten(2)
-                statistics.append(torch.cat([flat.mean(2), flat.std(2)], 1))
+        stages = [net.conv_stem, net.bn1, *net.blocks]
+        x = pixel_values.to(self.dtype)
+        prefix = frozen_prefix_length(stages) if self.training and self.prefix_cache is not None else 0
+        if prefix:
+            x, statistics = self._cached_prefix(x, stages, prefix)
+        else:
+            statistics = []
+        x, later = self._run_stages(x, stages, prefix, len(stages))
+        statistics += later
         tokens = net.bn2(net.conv_head(x)).flatten(2).transpose(1, 2)
         if statistics:
             tokens = torch.cat([tokens, self.statistics(statistics).to(tokens.dtype)], 1)
         return BaseModelOutputWithPooling(
             last_hidden_state=tokens, pooler_output=tokens.mean(1), hidden_states=(tokens,)
         )
+
+    def keep_prefixes(self, capacity: int) -> None:
+        """Keep the frozen prefix's outputs of up to ``capacity`` views in training (0: keep none)."""
+        self.prefix_cache = PrefixCache(capacity) if capacity else None
+
+    def _run_stages(
+        self, x: torch.Tensor, stages: list[torch.nn.Module], start: int, stop: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``stages[start:stop]`` on ``x`` (stem conv, stem norm, blocks), and the statistics of its blocks."""
+        statistics: list[torch.Tensor] = []
+        for index in range(start, stop):
+            x = stages[index](x)
+            if 0 <= index - 2 < len(self.config.statistics_channels):
+                flat = x.float().flatten(2)
+                statistics.append(torch.cat([flat.mean(2), flat.std(2)], 1))
+        return x, statistics
+
+    def _cached_prefix(
+        self, x: torch.Tensor, stages: list[torch.nn.Module], prefix: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The first ``prefix`` (frozen) stages per view: kept outputs where the cache has the view, else computed."""
+        assert self.prefix_cache is not None
+        keys = [view_key(view) for view in x]
+        found = [self.prefix_cache.get(key) for key in keys]
+        missing = [i for i, value in enumerate(found) if value is None]
+        if missing:
+            with torch.no_grad():
+                y, statistics = self._run_stages(x[missing], stages, 0, prefix)
+            for j, i in enumerate(missing):
+                found[i] = (y[j], *(s[j] for s in statistics))
+                self.prefix_cache.put(keys[i], found[i])
+        rows = [value for value in found if value is not None]
+        return torch.stack([r[0] for r in rows]), [torch.stack([r[k] for r in rows]) for k in range(1, len(rows[0]))]
 
 
 def register_auto_classes() -> None:
