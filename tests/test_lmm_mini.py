@@ -230,3 +230,15 @@ def test_tower_cache_is_refused_where_the_tower_cannot_keep_views() -> None:
         build_backbone({"id": "tiny", "name": "tiny", "tower_cache": 100})
     with pytest.raises(ConfigError, match=r"model\.backbone\.tower_cache must be a whole number"):
         build_backbone({"id": "tiny", "name": "tiny", "tower_cache": -1})
+
+
+def test_view_key_tells_views_and_precisions_apart_in_any_dtype() -> None:
+    from epaiqa.lmm.frozen_prefix import view_key
+
+    view = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert view_key(view) == view_key(view.clone())
+    assert view_key(view) != view_key(view + 1e-3)
+    assert view_key(view.bfloat16()) != view_key(view)  # a bf16 tower's views hash too
+    plain = view_key(view)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert view_key(view) != plain  # computed under bf16 autocast: another entry

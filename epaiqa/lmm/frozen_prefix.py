@@ -29,7 +29,7 @@ def frozen_prefix_length(stages: Sequence[torch.nn.Module]) -> int:
 def view_key(pixels: torch.Tensor) -> bytes:
     """A digest of one view's pixel tensor and the autocast setting it is computed under."""
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(pixels.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(pixels.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())  # any dtype, bf16 too
     device = pixels.device.type
     if torch.is_autocast_enabled(device):
         digest.update(str(torch.get_autocast_dtype(device)).encode())
