@@ -12,7 +12,8 @@ Benchmarks (all by default, in this order):
 - ``startup``: ``python run.py`` to its first training step and ``import epaiqa.train`` vs ``import epaiqa``;
 - ``channels_last``: every baseline's training step (as ``profile=demo_matrix`` builds it) in NHWC vs NCHW;
 - ``precision``: each LMM stage's training step (``mini``) in bf16 autocast vs fp32 on this CPU;
-- ``recipe``: ``mini``'s stage-2 training step with and without each lever of its CPU recipe.
+- ``recipe``: ``mini``'s stage-2 training step with and without each CPU speed lever (eager attention, LoRA
+  dropout, tower cache).
 
 The demo matrix's wall time and per-job split is ``python -m benchmarks.matrix`` (it runs the sweeps).
 

@@ -1,4 +1,4 @@
-"""(k) ``mini``'s stage-2 training step with and without each lever of its CPU recipe, one at a time.
+"""(k) ``mini``'s stage-2 training step with and without each CPU speed lever, one at a time.
 
 The project's own stage-2 module (``experiment=stage2_mixed model/backbone=mini``: the recipe's 8 layers, LoRA, the
 tower frozen up to its last stage, soft level targets), one optimiser step of a real mixed batch of 4 (the

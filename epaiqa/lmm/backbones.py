@@ -34,6 +34,7 @@ from transformers.convert_slow_tokenizer import TikTokenConverter
 
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.chat_template import INTERLEAVED_CHAT_TEMPLATE
+from epaiqa.lmm.frozen_prefix import check_capacity
 
 #: The backbone of the paper, and its small sibling (both LLaVA-OneVision, Qwen2 LLM, SigLIP vision tower).
 PAPER_BACKBONE = "llava-hf/llava-onevision-qwen2-7b-ov-hf"
@@ -291,8 +292,10 @@ def build_backbone(backbone: str | Mapping[str, Any]) -> tuple[Any, Any]:
 
 def keep_tower_prefixes(model: Any, capacity: int) -> None:
     """Compute the vision tower's frozen prefix once per image view in training (:mod:`epaiqa.lmm.frozen_prefix`)."""
-    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
-        raise ConfigError(f"model.backbone.tower_cache must be a whole number of views >= 0, got {capacity!r}")
+    try:
+        check_capacity(capacity)
+    except ValueError as exc:
+        raise ConfigError(f"model.backbone.tower_cache {exc}") from None
     tower = getattr(getattr(model, "model", None), "vision_tower", None)
     if not hasattr(tower, "keep_prefixes"):
         raise ConfigError(

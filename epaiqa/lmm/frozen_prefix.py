@@ -36,13 +36,18 @@ def view_key(pixels: torch.Tensor) -> bytes:
     return digest.digest()
 
 
+def check_capacity(capacity: object) -> int:
+    """``capacity`` as a number of views to keep (0: none); ValueError otherwise."""
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+        raise ValueError(f"must be a whole number of views >= 0, got {capacity!r}")
+    return capacity
+
+
 class PrefixCache:
     """At most ``capacity`` views' prefix outputs, least recently used dropped first."""
 
     def __init__(self, capacity: int) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
-            raise ValueError(f"a view cache holds a whole number >= 0 of views, got {capacity!r}")
-        self.capacity = capacity
+        self.capacity = check_capacity(capacity)
         self.entries: OrderedDict[bytes, tuple[torch.Tensor, ...]] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -59,8 +64,6 @@ class PrefixCache:
 
     def put(self, key: bytes, value: tuple[torch.Tensor, ...]) -> None:
         """Keep ``value`` for ``key``, dropping the least recently used view beyond capacity."""
-        if self.capacity == 0:
-            return
         self.entries[key] = tuple(t.detach().clone() for t in value)  # a batch's slice would keep the batch
         self.entries.move_to_end(key)
         while len(self.entries) > self.capacity:
