@@ -18,6 +18,7 @@ from epaiqa.lmm.instructions import (
     answer_text,
     encode_supervised,
     explain_instruction,
+    explain_level_position,
     grounding_instruction,
     harmony_instruction,
     naturalness_instruction,
@@ -329,7 +330,7 @@ def test_soft_level_targets_one_hot_equal_the_hard_loss_and_a_spread_target_move
         assert answer_loss(model, batch, ids, one_hot).item() == pytest.approx(
             answer_loss(model, batch).item(), rel=1e-5
         )
-    with pytest.raises(ValueError, match="exactly one level word"):
+    with pytest.raises(ValueError, match="needs a level word"):
         answer_loss(model, batch, ids[:, [0, 0, 0, 0, 0]] * 0, one_hot)
     # soft targets centred on 'excellent': a few steps of their loss raise the Q-Align expected level of both rows
     targets = torch.tensor([soft_levels(5.0, 0.5)] * 2)
@@ -355,3 +356,23 @@ def test_soft_level_targets_one_hot_equal_the_hard_loss_and_a_spread_target_move
     finally:
         model.load_state_dict(state)
         model.zero_grad(set_to_none=True)
+
+
+def test_stage3_soft_target_is_the_closing_overall_word_and_centres_on_its_position(
+    tiny, processor, root: Path
+) -> None:  # type: ignore[no-untyped-def]
+    cot = {**COT, "harmony": "A faint seam. So the harmony is poor.", "naturalness": "So the naturalness is fair."}
+    pair = explain_instruction(_sample(cot=cot), root)  # completion 3: harmony, naturalness, then overall 'good'
+    batch = encode_supervised(processor, [pair.conversation], [pair.images])
+    ids = torch.tensor([level_token_ids(processor, ANSWER_TEMPLATES["overall"])])
+    assert int((batch["labels"].unsqueeze(-1) == ids.unsqueeze(1)).any(-1).sum()) == 3
+    model = tiny[0]
+    with torch.no_grad():
+        hard = answer_loss(model, batch).item()
+        good = answer_loss(model, batch, ids, torch.nn.functional.one_hot(torch.tensor([3]), 5).float()).item()
+        poor = answer_loss(model, batch, ids, torch.nn.functional.one_hot(torch.tensor([1]), 5).float()).item()
+    assert good == pytest.approx(hard, rel=1e-5)  # the target replaced the last word ('good'), not 'poor' or 'fair'
+    assert poor != pytest.approx(hard, rel=1e-5)
+    assert explain_level_position(_sample()) == pytest.approx(3.625)  # overall MOS 3.5 on the 1-5 scale
+    assert explain_level_position(_sample(mos={**_sample().mos, "completion": 2.0})) == 2.0  # 'poor', prescribed
+    assert explain_level_position(_sample(mos={**_sample().mos, "completion": 1.0})) == 1.0  # 'bad'

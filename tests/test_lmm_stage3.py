@@ -186,3 +186,23 @@ def test_stage3_encodes_its_images_once_and_reads_the_same_overall_level(demo_ro
         stage.model, stage.processor, batch["conversations"], batch["images"], ANSWER_TEMPLATES["overall"], prefixes
     )
     assert torch.allclose(torch.tensor([r["pred"] for r in rows]), again, atol=1e-4)
+
+
+def test_level_sigma_trains_stage3_overall_word_on_soft_targets(demo_root: Path) -> None:
+    from epaiqa.lmm.data import InstructionDataset, collate_instructions
+    from epaiqa.lmm.instructions import ANSWER_TEMPLATES, encode_supervised
+    from epaiqa.models.lmm_module import EPAIQAExplain
+
+    samples = load_manifest(demo_root)
+    full = next(s for s in samples if s.cot and round(s.score("completion")) == 3)
+    low = next(s for s in samples if s.cot and round(s.score("completion")) == 1)
+    data = InstructionDataset(demo_root, [(full, "overall"), (low, "overall")], True, True, False)
+    batch = collate_instructions([data[0], data[1]])
+    assert batch["templates"] == [ANSWER_TEMPLATES["overall"]] * 2
+    assert 0.5 <= batch["levels"][0] <= 5.5 and batch["levels"][1] == 1.0  # the MOS's place; 'bad' as prescribed
+    hard, soft = EPAIQAExplain(backbone="tiny"), EPAIQAExplain(backbone="tiny", level_sigma=0.5)
+    inputs = encode_supervised(hard.processor, batch["conversations"], batch["images"])
+    with torch.no_grad():
+        one_hot, spread = hard.supervised_loss(inputs, batch), soft.supervised_loss(inputs, batch)
+    # one word of a ~100-token answer changes target: a small difference, far above float32 rounding (~1e-6)
+    assert torch.isfinite(spread) and abs(float(spread) - float(one_hot)) > 2e-5

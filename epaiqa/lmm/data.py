@@ -22,11 +22,13 @@ from epaiqa.data.levels import LEVEL_RANGES, NOMINAL_SPAN, level_position, obser
 from epaiqa.data.schema import PAISample, has_cot, has_explain_cot
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
+    ANSWER_TEMPLATES,
     HARMONY_VIEWS,
     PROMPT_STYLES,
     Instruction,
     answer_template,
     explain_instruction,
+    explain_level_position,
     grounding_instruction,
     harmony_instruction,
     naturalness_instruction,
@@ -87,6 +89,9 @@ class InstructionDataset(Dataset):
         sample, task = self.pairs[index]
         conversation, images = self.instruction(sample, task)
         item = {"sample": sample, "task": task, "conversation": conversation, "images": images}
+        if task == "overall":  # stage 3: the answer closes with the overall level word, where scores are read
+            span = self.spans.get(task, NOMINAL_SPAN)
+            return item | {"template": ANSWER_TEMPLATES[task], "level": explain_level_position(sample, span)}
         if task not in SCORING_TASKS:
             return item | {"template": None, "level": None}
         position = level_position(float(sample.score(task)), self.spans.get(task, NOMINAL_SPAN))  # type: ignore[arg-type]

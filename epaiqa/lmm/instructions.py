@@ -26,7 +26,7 @@ from transformers import BatchFeature
 
 from epaiqa.data.crops import bbox_to_pixels, crop_region
 from epaiqa.data.images import load_rgb
-from epaiqa.data.levels import NOMINAL_SPAN, bin_level
+from epaiqa.data.levels import LEVELS, NOMINAL_SPAN, bin_level, level_position
 from epaiqa.data.schema import PAISample
 from epaiqa.errors import ConfigError, DataError
 
@@ -256,6 +256,18 @@ def completion_level(sample: PAISample) -> int:
     if value not in (1, 2, 3):
         raise DataError(f"sample {sample.id!r}: prompt completion must be 1..3, got {sample.score('completion')}")
     return value
+
+
+def explain_level_position(sample: PAISample, span: Span = NOMINAL_SPAN) -> float:
+    """Where the overall level word of :func:`explain_answer` lies on the level scale (the soft target's centre).
+
+    The overall MOS's position when the prompt is fully followed; otherwise the middle of the prescribed word's bin
+    (bad / poor), the word the answer gives whatever the MOS.
+    """
+    completion = completion_level(sample)
+    if completion < 3:
+        return float(LEVELS.index(LOW_COMPLETION_OVERALL[completion]) + 1)
+    return level_position(_mos(sample, "overall"), span)
 
 
 def explain_answer(sample: PAISample, with_cot: bool = True, span: Span = NOMINAL_SPAN) -> str:

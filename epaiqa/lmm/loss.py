@@ -32,8 +32,10 @@ def answer_loss(
 
     Equals the model's own loss on ``labels`` (every position's logits, shifted by one), to float precision.
     With ``level_ids`` (B, 5: each row's level-word token ids, bad..excellent) and ``level_targets`` (B, 5:
-    probabilities), the one label per row that is a level word is learnt as that distribution over the five words
-    (soft cross-entropy against the full vocabulary's log-probabilities) instead of as its one word.
+    probabilities), the *last* label per row that is a level word — the answer's closing level, where scores are
+    read: stage 2's only one, stage 3's overall level after the CoT's harmony and naturalness words — is learnt as
+    that distribution over the five words (soft cross-entropy against the full vocabulary's log-probabilities)
+    instead of as its one word; any earlier level words stay one-hot.
     """
     inputs = dict(inputs)
     labels = inputs.pop("labels")
@@ -44,14 +46,17 @@ def answer_loss(
         return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
     if level_ids is None or level_ids.shape != level_targets.shape:
         raise ValueError("soft level targets need each row's five level token ids, of the same shape")
-    at_level = (targets.unsqueeze(-1) == level_ids.unsqueeze(1)).any(-1)  # (B, keep - 1)
-    if not torch.equal(at_level.sum(1), torch.ones_like(at_level.sum(1))):
-        raise ValueError(f"each answer needs exactly one level word, found {at_level.sum(1).tolist()}")
+    any_level = (targets.unsqueeze(-1) == level_ids.unsqueeze(1)).any(-1)  # (B, keep - 1)
+    if not bool(any_level.any(1).all()):
+        raise ValueError(f"each answer needs a level word, found {any_level.sum(1).tolist()}")
+    columns = torch.arange(any_level.shape[1], device=any_level.device)
+    last = torch.where(any_level, columns, -1).amax(1)  # (B,) each row's last level word
     log_probs = logits[:, :-1].float().log_softmax(-1)
     rows = torch.arange(len(labels))
-    level_log_probs = log_probs[rows, at_level.int().argmax(1)].gather(1, level_ids)  # (B, 5)
+    level_log_probs = log_probs[rows, last].gather(1, level_ids)  # (B, 5)
     soft = -(level_targets.to(level_log_probs.dtype) * level_log_probs).sum()
+    at_last = columns.unsqueeze(0) == last.unsqueeze(1)
     hard = F.nll_loss(
-        log_probs.flatten(0, 1), targets.masked_fill(at_level, -100).flatten(), ignore_index=-100, reduction="sum"
+        log_probs.flatten(0, 1), targets.masked_fill(at_last, -100).flatten(), ignore_index=-100, reduction="sum"
     )
     return (soft + hard) / (targets != -100).sum()

@@ -64,9 +64,10 @@ class EPAIQAStage(BaseTask):
     backbone's recipe keeps frozen (``mini``: the Lite0 tower up to its last stage; frozen batch norms then keep
     their pretrained statistics in training too). ``lr_groups`` maps parameter-name parts to their own learning
     rate (the first part a name contains wins; the rest train at ``lr``): ``mini`` trains its new projector
-    faster and its pretrained tower stage slower than the LoRA adapters. ``level_sigma`` (stage 2): null trains
-    the answer's level word as one word (the paper); a width in levels trains it as a Gaussian over the five words
-    around where the MOS lies (:func:`~epaiqa.data.levels.soft_levels`, DeQA-Score's soft labels).
+    faster and its pretrained tower stage slower than the LoRA adapters. ``level_sigma`` (stages 2 and 3): null
+    trains the answer's closing level word — stage 2's level, stage 3's overall level — as one word (the paper); a
+    width in levels trains it as a Gaussian over the five words around where the MOS lies
+    (:func:`~epaiqa.data.levels.soft_levels`, DeQA-Score's soft labels).
     """
 
     STAGE = "stage"
@@ -235,19 +236,13 @@ class EPAIQAStage(BaseTask):
         return loss
 
     def supervised_loss(self, inputs: Any, batch: dict[str, Any]) -> torch.Tensor:
-        """The loss of a training batch's answers (:func:`~epaiqa.lmm.loss.answer_loss`)."""
-        return answer_loss(self.model, inputs)
+        """The loss of a training batch's answers (:func:`~epaiqa.lmm.loss.answer_loss`).
 
-
-class EPAIQAScoring(EPAIQAStage):
-    """Stage 2: level training on harmony / naturalness pairs, Q-Align scoring at test time."""
-
-    STAGE = "scoring"
-
-    def supervised_loss(self, inputs: Any, batch: dict[str, Any]) -> torch.Tensor:
-        """The answer loss; with ``level_sigma`` the level word's target is the soft distribution of its MOS."""
+        With ``level_sigma`` and a batch whose answers close with a scored level word (stage 2's level, stage 3's
+        overall level), that word's target is the soft distribution around where its MOS lies; stage 1 has none.
+        """
         sigma = self.hparams["level_sigma"]
-        if sigma is None:
+        if sigma is None or any(t is None for t in batch["templates"]):
             return answer_loss(self.model, inputs)
         ids = torch.tensor([self._level_ids(t) for t in batch["templates"]], device=self.device)
         targets = torch.tensor([soft_levels(p, sigma) for p in batch["levels"]], device=self.device)
@@ -258,6 +253,12 @@ class EPAIQAScoring(EPAIQAStage):
         if template not in cache:
             cache[template] = level_token_ids(self.processor, template)
         return cache[template]
+
+
+class EPAIQAScoring(EPAIQAStage):
+    """Stage 2: level training on harmony / naturalness pairs, Q-Align scoring at test time."""
+
+    STAGE = "scoring"
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         convs, images = batch["conversations"], batch["images"]
