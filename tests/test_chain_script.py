@@ -74,3 +74,39 @@ def test_chain_stops_at_a_failed_stage_and_refuses_a_bad_upto(tmp_path: Path) ->
     assert failed.returncode != 0 and len(_calls(tmp_path)) == 2  # s1, then s2 failed: no s3, no report
     bad = _chain(tmp_path, UPTO="5")
     assert bad.returncode == 2 and "UPTO must be 2 or 3" in bad.stderr
+
+
+def _ablations(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    environ = {**os.environ, "PYTHON": str(fake), "CALLS": str(tmp_path / "calls.txt"), **env}
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "ablations.sh"), str(tmp_path / "out"), *args],
+        cwd=REPO, env=environ, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_ablations_run_once_per_seed_into_their_own_folders_then_one_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _ablations(tmp_path, "model/backbone=mini", SEEDS="0 2")
+    assert done.returncode == 0, done.stderr
+    calls = _calls(tmp_path)
+    assert len(calls) == 2 * 8 + 1 and "report" in calls[-1] and f"report {out} " in calls[-1]
+    for i, seed in enumerate((0, 2)):
+        runs = calls[8 * i : 8 * (i + 1)]
+        assert all(f"hydra.run.dir={out}/seed{seed}/" in c and f"seed={seed}" in c for c in runs)
+        assert f'model.init_from="{out}/seed{seed}/s1/checkpoints/last.ckpt"' in runs[1]
+        assert f'model.init_from="{out}/seed{seed}/s2_wo_stage1/checkpoints/last.ckpt"' in runs[6]
+    again = _ablations(tmp_path, "model/backbone=mini", SEEDS="0 2")  # everything finished: only the report
+    assert again.returncode == 0 and len(_calls(tmp_path)) == len(calls) + 1
+    bad = _ablations(tmp_path, SEEDS="0 x")
+    assert bad.returncode == 2 and "SEEDS must be whole numbers" in bad.stderr
+
+
+def test_ablations_without_seeds_keep_the_one_run_layout(tmp_path: Path) -> None:
+    done = _ablations(tmp_path)
+    assert done.returncode == 0, done.stderr
+    calls = _calls(tmp_path)
+    assert len(calls) == 9 and calls[0].split()[1] == f"hydra.run.dir={tmp_path / 'out'}/s1"
+    assert not any("seed=" in c for c in calls)
