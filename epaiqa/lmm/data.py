@@ -23,6 +23,7 @@ from epaiqa.data.schema import PAISample, has_cot, has_explain_cot
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.instructions import (
     ANSWER_TEMPLATES,
+    EXPLAIN_VIEWS,
     HARMONY_VIEWS,
     PROMPT_STYLES,
     Instruction,
@@ -56,8 +57,10 @@ class InstructionDataset(Dataset):
         prompts: str = "epaiqa",
         spans: dict[str, tuple[float, float]] | None = None,
         grounding_prompt: bool = False,
+        explain_view: str = "whole",
     ) -> None:
         self.root, self.pairs, self.train = root, pairs, train
+        self.explain_view = explain_view
         self.grounding_prompt = grounding_prompt
         self.with_cot, self.reference = with_cot, reference
         self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
@@ -82,7 +85,7 @@ class InstructionDataset(Dataset):
             return naturalness_instruction(sample, self.root, cot, span=span)
         # stage 3: a test sample without CoT keeps a levels-only reference answer (training samples all have it)
         cot = self.with_cot and (self.train or has_explain_cot(sample))
-        return explain_instruction(sample, self.root, cot, self.reference, span)
+        return explain_instruction(sample, self.root, cot, self.reference, span, self.explain_view, self.margin)
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, _ = unpack_key(key)  # instructions draw no random numbers
@@ -127,7 +130,8 @@ class LMMDataModule(BaseDataModule):
 
     ``tasks=["harmony", "naturalness"]`` mixes both subsets (the paper's unified stage-2 model). ``root``
     None uses the demo set, as :class:`~epaiqa.data.datamodule.PAIDataModule` does. ``harmony_view``: what the
-    harmony question shows, ``whole`` (appendix E.2) or ``context`` (the region with ``margin`` around it).
+    harmony question shows, ``whole`` (appendix E.2) or ``context`` (the region with ``margin`` around it);
+    ``explain_view`` the same for stage 3's source and edited image.
     ``prompts="qalign"`` asks Q-Align's question instead of E.2's (stage 2 only: the q-align rows).
     ``grounding_prompt`` adds the edit prompt to stage 1's question (§4.1's inputs; appendix E.1's question, the
     default, has none). ``levels={"range": "observed"}`` bins the level words over each task's training MOS range
@@ -148,6 +152,7 @@ class LMMDataModule(BaseDataModule):
         val_fraction: float = 0.1,
         limit_val: int | None = None,
         grounding_prompt: bool = False,
+        explain_view: str = "whole",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
@@ -160,6 +165,8 @@ class LMMDataModule(BaseDataModule):
             raise ConfigError(f"data.stage must be one of {', '.join(STAGES)}, got {stage!r}")
         if harmony_view not in HARMONY_VIEWS:
             raise ConfigError(f"data.harmony_view must be one of {', '.join(HARMONY_VIEWS)}, got {harmony_view!r}")
+        if explain_view not in EXPLAIN_VIEWS:
+            raise ConfigError(f"data.explain_view must be one of {', '.join(EXPLAIN_VIEWS)}, got {explain_view!r}")
         if prompts not in PROMPT_STYLES:
             raise ConfigError(f"data.prompts must be one of {', '.join(PROMPT_STYLES)}, got {prompts!r}")
         if prompts == "qalign" and stage != "scoring":
@@ -171,6 +178,7 @@ class LMMDataModule(BaseDataModule):
         self.harmony_view, self.margin, self.prompts = harmony_view, margin, prompts
         self.stage, self.with_cot, self.reference = stage, with_cot, reference
         self.grounding_prompt = bool(grounding_prompt)
+        self.explain_view = explain_view
         fixed = {"grounding": ["grounding"], "explain": ["overall"]}
         self.tasks = fixed.get(stage) or list(tasks or ["harmony"])
         unknown = [t for t in self.tasks if t not in SCORING_TASKS]
@@ -183,9 +191,10 @@ class LMMDataModule(BaseDataModule):
     def task_view(self, task: str) -> str:
         """The view of the edited image a task's question shows (the results record's ``data.view``).
 
-        Harmony: ``data.harmony_view``; naturalness: the region's crop; grounding and the overall: the whole image.
+        Harmony: ``data.harmony_view``; naturalness: the region's crop; the overall: ``data.explain_view``;
+        grounding: the whole image.
         """
-        return {"harmony": self.harmony_view, "naturalness": "region"}.get(task, "whole")
+        return {"harmony": self.harmony_view, "naturalness": "region", "overall": self.explain_view}.get(task, "whole")
 
     @property
     def stage_name(self) -> str:
@@ -218,6 +227,7 @@ class LMMDataModule(BaseDataModule):
                 self.prompts,
                 self.level_spans,
                 self.grounding_prompt,
+                self.explain_view,
             )
 
     def pairs(

@@ -176,6 +176,8 @@ def level_answer(dimension: str, score: float, span: Span = NOMINAL_SPAN) -> str
 
 #: What the harmony question shows: the paper's whole edited image, or the region with ``margin`` of context.
 HARMONY_VIEWS: tuple[str, ...] = ("whole", "context")
+#: What stage 3 shows of the source and the edited image: the same two views.
+EXPLAIN_VIEWS: tuple[str, ...] = HARMONY_VIEWS
 
 
 def harmony_instruction(
@@ -296,12 +298,26 @@ def explain_answer(sample: PAISample, with_cot: bool = True, span: Span = NOMINA
 
 
 def explain_instruction(
-    sample: PAISample, root: str | Path, with_cot: bool = True, reference: bool = False, span: Span = NOMINAL_SPAN
+    sample: PAISample,
+    root: str | Path,
+    with_cot: bool = True,
+    reference: bool = False,
+    span: Span = NOMINAL_SPAN,
+    view: str = "whole",
+    margin: float = 0.3,
 ) -> Instruction:
-    """Stage 3: source, edited image and prompt → explained overall editing quality (appendix E.3)."""
+    """Stage 3: source, edited image and prompt → explained overall editing quality (appendix E.3).
+
+    ``view="context"`` shows both images cut to the region's box grown by ``margin`` of its size on each side (the
+    views stage 2's harmony question shows on the demo) instead of the whole images; the question is unchanged.
+    """
+    if view not in EXPLAIN_VIEWS:
+        raise ConfigError(f"data.explain_view must be one of {', '.join(EXPLAIN_VIEWS)}, got {view!r}")
     source, edited = _open(root, sample.source), _open(root, sample.edited)
     if reference:
         edited = draw_reference_box(edited, sample.bbox)
+    if view == "context":
+        source, edited = (crop_region(image, sample.bbox, margin=margin) for image in (source, edited))
     tail = [sentence(f"The partial editing prompt is: {sample.prompt.strip()}")]
     if reference:
         tail.append(REFERENCE_SENTENCE)

@@ -129,7 +129,8 @@ class LMMScorer(ManifestScoring):
             return harmony_instruction(sample, root, False, reference, str(data.harmony_view), margin)
         if task == "naturalness":
             return naturalness_instruction(sample, root)
-        return explain_instruction(sample, root, with_cot=False, reference=reference)
+        view = str(data.get("explain_view", "whole"))
+        return explain_instruction(sample, root, with_cot=False, reference=reference, view=view, margin=margin)
 
     def _ask(self, samples: list[PAISample], root: str | Path, task: str) -> tuple[list, list]:
         built = [self._instruction(s, root, task) for s in samples]
