@@ -79,5 +79,6 @@ def lmm_chain(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     s2 = ["experiment=stage2_mixed", "data.limit_test=4", f"model.init_from={runs['s1']}/checkpoints/last.ckpt"]
     train(make_cfg(demo_root, runs["s2"], [*s2, *LMM_FAST]))
     s3 = ["experiment=stage3_explain", "data.limit_test=4", f"model.init_from={runs['s2']}/checkpoints/last.ckpt"]
+    s3.append("data.explain_view=context")  # epaiqa score must show the views the run was trained on (test_score)
     train(make_cfg(demo_root, runs["s3"], [*s3, *LMM_FAST]))
     return runs

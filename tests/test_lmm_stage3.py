@@ -206,3 +206,28 @@ def test_level_sigma_trains_stage3_overall_word_on_soft_targets(demo_root: Path)
         one_hot, spread = hard.supervised_loss(inputs, batch), soft.supervised_loss(inputs, batch)
     # one word of a ~100-token answer changes target: a small difference, far above float32 rounding (~1e-6)
     assert torch.isfinite(spread) and abs(float(spread) - float(one_hot)) > 2e-5
+
+
+def test_explain_view_context_cuts_source_and_edited_to_the_region(demo_root: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from epaiqa.data.crops import crop_region
+    from epaiqa.lmm.data import LMMDataModule
+    from epaiqa.lmm.instructions import explain_instruction
+
+    sample = next(s for s in load_manifest(demo_root) if s.cot)
+    whole = explain_instruction(sample, demo_root)
+    context = explain_instruction(sample, demo_root, view="context", margin=0.3)
+    assert context.conversation == whole.conversation  # the question and answer do not change
+    for shown, path in zip(context.images, (sample.source, sample.edited), strict=True):
+        expected = crop_region(Image.open(demo_root / path).convert("RGB"), sample.bbox, margin=0.3)
+        assert shown.size == expected.size and np.array_equal(np.asarray(shown), np.asarray(expected))
+    assert context.images[1].size[0] < whole.images[1].size[0]
+    with pytest.raises(ConfigError, match=r"data\.explain_view must be one of whole, context, got 'region'"):
+        explain_instruction(sample, demo_root, view="region")
+    with pytest.raises(ConfigError, match=r"data\.explain_view must be one of whole, context"):
+        LMMDataModule(root=str(demo_root), stage="explain", explain_view="crop")
+    data = LMMDataModule(root=str(demo_root), stage="explain", explain_view="context")
+    assert data.task_view("overall") == data.task_view("completion") == "context"
+    assert LMMDataModule(root=str(demo_root), stage="grounding").task_view("grounding") == "whole"

@@ -130,6 +130,8 @@ def test_a_stage3_run_explains_and_scores_every_dimension(
     out = scorer(demo_root / sample.source, demo_root / sample.edited, sample.prompt, sample.bbox)
     assert out["stage"] == "explain" and {"harmony", "naturalness", "overall", "completion", "explanation"} <= set(out)
     assert out["explanation"] == explained[sample.id]["explanation"]
+    # the run showed context views (data.explain_view=context): the same score means the scorer showed them too
+    assert {json.loads(p.read_text())["data"]["view"] for p in run.rglob("results.json")} == {"context"}
     assert out["overall"]["score"] == pytest.approx(float(row["pred"]), abs=1e-4)
     assert set(out["completion"]) == {"level", "verdict"}
     scores = tmp_path / "scores.jsonl"

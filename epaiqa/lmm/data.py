@@ -191,10 +191,11 @@ class LMMDataModule(BaseDataModule):
     def task_view(self, task: str) -> str:
         """The view of the edited image a task's question shows (the results record's ``data.view``).
 
-        Harmony: ``data.harmony_view``; naturalness: the region's crop; the overall: ``data.explain_view``;
-        grounding: the whole image.
+        Harmony: ``data.harmony_view``; naturalness: the region's crop; stage 3 (overall, completion):
+        ``data.explain_view``; grounding: the whole image.
         """
-        return {"harmony": self.harmony_view, "naturalness": "region", "overall": self.explain_view}.get(task, "whole")
+        views = {"harmony": self.harmony_view, "naturalness": "region"}
+        return views.get(task, self.explain_view if self.stage == "explain" else "whole")
 
     @property
     def stage_name(self) -> str:
