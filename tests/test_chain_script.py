@@ -24,15 +24,20 @@ fi
 """
 
 
-def _chain(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _script(script: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``scripts/<script>`` on ``tmp_path/out`` with the stand-in Python."""
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     environ = {**os.environ, "PYTHON": str(fake), "CALLS": str(tmp_path / "calls.txt"), **env}
     return subprocess.run(
-        ["bash", str(REPO / "scripts" / "chain.sh"), str(tmp_path / "out"), *args],
+        ["bash", str(REPO / "scripts" / script), str(tmp_path / "out"), *args],
         cwd=REPO, env=environ, capture_output=True, text=True, check=False,
     )  # fmt: skip
+
+
+def _chain(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return _script("chain.sh", tmp_path, *args, **env)
 
 
 def _calls(tmp_path: Path) -> list[str]:
@@ -77,14 +82,7 @@ def test_chain_stops_at_a_failed_stage_and_refuses_a_bad_upto(tmp_path: Path) ->
 
 
 def _ablations(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    fake = tmp_path / "python"
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
-    environ = {**os.environ, "PYTHON": str(fake), "CALLS": str(tmp_path / "calls.txt"), **env}
-    return subprocess.run(
-        ["bash", str(REPO / "scripts" / "ablations.sh"), str(tmp_path / "out"), *args],
-        cwd=REPO, env=environ, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    return _script("ablations.sh", tmp_path, *args, **env)
 
 
 def test_ablations_run_once_per_seed_into_their_own_folders_then_one_report(tmp_path: Path) -> None:
