@@ -231,3 +231,59 @@ def test_explain_view_context_cuts_source_and_edited_to_the_region(demo_root: Pa
     data = LMMDataModule(root=str(demo_root), stage="explain", explain_view="context")
     assert data.task_view("overall") == data.task_view("completion") == "context"
     assert LMMDataModule(root=str(demo_root), stage="grounding").task_view("grounding") == "whole"
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "voted"),
+    [([3, 1, 1], 1), ([3, 1, None], 3), ([None, 2, 1], 1), ([None, None], None), ([2, 2, 3, 3], 2), ([], None)],
+)
+def test_vote_takes_the_most_common_verdict_and_breaks_ties_by_the_greedy_one(
+    verdicts: list[int | None], voted: int | None
+) -> None:
+    from epaiqa.lmm.explain import vote
+
+    assert vote(verdicts) == voted
+
+
+def test_self_consistency_averages_the_sampled_explanations_readouts(demo_root: Path) -> None:
+    from epaiqa.lmm.explain import explain_and_score
+    from epaiqa.lmm.generation import generate
+    from epaiqa.lmm.instructions import ANSWER_TEMPLATES, explain_instruction
+    from epaiqa.lmm.scoring import score
+    from epaiqa.models.lmm_module import EPAIQAExplain
+
+    stage = EPAIQAExplain(backbone="tiny", max_new_tokens=6).eval()
+    built = [explain_instruction(s, demo_root, with_cot=False) for s in _overall_test(demo_root, 3)]
+    convs, images = [b.conversation for b in built], [b.images for b in built]
+    model, processor = stage.model, stage.processor
+    state = torch.get_rng_state()
+    greedy = explain_and_score(model, processor, convs, images, 6)
+    drawn = explain_and_score(model, processor, convs, images, 6, samples=2, temperature=1.5, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)  # sampling ran in a forked generator
+    assert drawn == explain_and_score(model, processor, convs, images, 6, samples=2, temperature=1.5, seed=7)
+    assert [d.explanation for d in drawn] == [g.explanation for g in greedy]
+    assert [d.greedy_score for d in drawn] == pytest.approx([g.score for g in greedy], abs=1e-5)
+    # the same two draws by hand: each sampled explanation's overall readout, averaged with the greedy one
+    sampling = {"do_sample": True, "temperature": 1.5, "top_k": 0, "top_p": 1.0}
+    torch.manual_seed(7)
+    texts = [generate(model, processor, convs, images, 6, sampling).texts for _ in range(2)]
+    values = [
+        score(model, processor, convs, images, ANSWER_TEMPLATES["overall"], [overall_prefix(t)[0] for t in draw])
+        for draw in texts
+    ]
+    expected = (torch.tensor([g.score for g in greedy]) + values[0] + values[1]) / 3
+    assert torch.allclose(torch.tensor([d.score for d in drawn]), expected, atol=1e-4)
+    verdicts = [[parse_completion(a), parse_completion(b)] for a, b in zip(*texts, strict=True)]
+    assert [d.votes[1:] for d in drawn] == verdicts
+
+
+def test_stage3_with_cot_samples_records_the_greedy_score_and_the_votes(demo_root: Path, tmp_path: Path) -> None:
+    cfg = make_cfg(
+        demo_root, tmp_path, ["experiment=stage3_explain", "data.limit_test=3", "model.cot_samples=2", *FAST]
+    )
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "explanations.jsonl").open()]
+    assert len(rows) == 3 and all(len(r["completion_votes"].split(",")) == 3 for r in rows)
+    assert all(1 <= r["pred"] <= 5 and 1 <= r["pred_greedy"] <= 5 for r in rows)
+    with pytest.raises(ConfigError, match=r"model\.cot_samples must be an integer >= 0, got -1"):
+        train(make_cfg(demo_root, tmp_path / "bad", ["experiment=stage3_explain", "model.cot_samples=-1", *FAST]))

@@ -25,12 +25,12 @@ from epaiqa.data.levels import soft_levels
 from epaiqa.errors import ConfigError
 from epaiqa.lmm.adapters import apply_lora, enable_gradient_checkpointing, lora_settings, merge_lora_weights
 from epaiqa.lmm.backbones import backbone_settings, build_backbone
-from epaiqa.lmm.explain import overall_prefix, parse_completion
-from epaiqa.lmm.generation import generate, generate_answers
+from epaiqa.lmm.explain import explain_and_score
+from epaiqa.lmm.generation import generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
 from epaiqa.lmm.loss import answer_loss
-from epaiqa.lmm.scoring import level_token_ids, score, score_continuations
+from epaiqa.lmm.scoring import level_token_ids, score
 from epaiqa.models.task import BaseTask
 from epaiqa.records.metrics import TaskResult, correlation_result
 
@@ -357,35 +357,57 @@ class EPAIQAExplain(EPAIQAStage):
     (completion accuracy over the overall subset's test split) and reads the overall level's probabilities after
     the explanation (Q-Align), scored against the overall MOS on every test sample and, apart, on those whose
     prompt completion is 3 (§5.1, Table 3). Explanations go to ``explanations.jsonl``.
+
+    ``cot_samples`` > 0 (self-consistency; the paper: 0, greedy only) also samples that many explanations at
+    ``cot_temperature`` per question: the score is the mean readout over all of them, the verdict their vote, the
+    recorded explanation the greedy one (:func:`~epaiqa.lmm.explain.explain_and_score`; rows add ``pred_greedy``
+    and ``completion_votes``, e.g. ``3,3,-``: each explanation's verdict, the greedy one's first, - where none).
+    Sampling is seeded by ``cot_seed`` and the batch's index.
     """
 
     STAGE = "explain"
 
+    def __init__(
+        self, *args: Any, cot_samples: int = 0, cot_temperature: float = 1.0, cot_seed: int = 0, **kwargs: Any
+    ) -> None:
+        if not (isinstance(cot_samples, int) and cot_samples >= 0):
+            raise ConfigError(f"model.cot_samples must be an integer >= 0, got {cot_samples!r}")
+        if not (isinstance(cot_temperature, int | float) and cot_temperature > 0):
+            raise ConfigError(f"model.cot_temperature must be > 0, got {cot_temperature!r}")
+        super().__init__(*args, **kwargs)
+        self.hparams.update(cot_samples=cot_samples, cot_temperature=cot_temperature, cot_seed=cot_seed)
+
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         convs, images = batch["conversations"], batch["images"]
-        generation = generate(self.model, self.processor, convs, images, self.hparams["max_new_tokens"])
-        texts = generation.texts
-        prefixes, wrote = zip(*(overall_prefix(t) for t in texts), strict=True)
-        # the overall level is read off the generation's own cache: the images are encoded once
-        scores = score_continuations(self.model, self.processor, generation, prefixes, ANSWER_TEMPLATES["overall"])
-        for sample, conv, text, own, value in zip(batch["samples"], convs, texts, wrote, scores.tolist(), strict=True):
-            self.add_rows(
-                [
-                    {
-                        "id": sample.id,
-                        "task": "overall",
-                        "edit_type": sample.edit_type,
-                        "completion": completion_level(sample),
-                        "completion_pred": parse_completion(text),
-                        "mos": sample.score("overall"),
-                        "pred": value,
-                        "wrote_level_sentence": own,
-                        "prompt": sample.prompt,
-                        "explanation": text,
-                        "reference_answer": answer_text(conv),
-                    }
-                ]
-            )
+        hp = self.hparams
+        readouts = explain_and_score(
+            self.model,
+            self.processor,
+            convs,
+            images,
+            hp["max_new_tokens"],
+            hp["cot_samples"],
+            hp["cot_temperature"],
+            seed=hp["cot_seed"] + batch_idx,
+        )
+        for sample, conv, out in zip(batch["samples"], convs, readouts, strict=True):
+            row = {
+                "id": sample.id,
+                "task": "overall",
+                "edit_type": sample.edit_type,
+                "completion": completion_level(sample),
+                "completion_pred": out.completion,
+                "mos": sample.score("overall"),
+                "pred": out.score,
+                "wrote_level_sentence": out.wrote_level_sentence,
+                "prompt": sample.prompt,
+                "explanation": out.explanation,
+                "reference_answer": answer_text(conv),
+            }
+            if hp["cot_samples"]:
+                votes = ",".join("-" if v is None else str(v) for v in out.votes)  # "3,3,-": one CSV cell
+                row |= {"pred_greedy": out.greedy_score, "completion_votes": votes}
+            self.add_rows([row])
 
     def summarise_rows(self, rows: list[dict[str, Any]]) -> dict[str, TaskResult]:
         """The overall task (all samples; the completion-3 subset apart, §5.1) and prompt-completion accuracy."""

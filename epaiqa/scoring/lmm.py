@@ -32,11 +32,10 @@ from epaiqa.data.levels import LEVELS
 from epaiqa.data.manifest import check_bbox
 from epaiqa.data.schema import DIMENSIONS, PAISample
 from epaiqa.errors import DataError
-from epaiqa.lmm.explain import overall_prefix, parse_completion
+from epaiqa.lmm.explain import explain_and_score
 from epaiqa.lmm.generation import generate
 from epaiqa.lmm.grounding import parse_bbox
 from epaiqa.lmm.instructions import (
-    ANSWER_TEMPLATES,
     COMPLETION_LEVELS,
     Instruction,
     answer_template,
@@ -46,7 +45,7 @@ from epaiqa.lmm.instructions import (
     naturalness_instruction,
     qalign_instruction,
 )
-from epaiqa.lmm.scoring import score, score_continuations
+from epaiqa.lmm.scoring import score
 from epaiqa.records.calibration import Calibration, run_calibration, scale_fields
 from epaiqa.records.results import RunRecord
 from epaiqa.runs import build
@@ -163,17 +162,25 @@ class LMMScorer(ManifestScoring):
                 row[task] = self._scored(task, value)
         if self.stage_name == "explain":
             convs, images = self._ask(samples, root, "overall")
-            generation = generate(model, processor, convs, images, int(self.stage.hparams["max_new_tokens"]))
-            prefixes = [overall_prefix(t)[0] for t in generation.texts]
-            values = score_continuations(model, processor, generation, prefixes, ANSWER_TEMPLATES["overall"]).tolist()
-            for row, text, value in zip(out, generation.texts, values, strict=True):
-                completion = parse_completion(text)
-                row["overall"] = self._scored("overall", value)
+            hp = self.stage.hparams
+            readouts = explain_and_score(
+                model,
+                processor,
+                convs,
+                images,
+                int(hp["max_new_tokens"]),
+                int(hp.get("cot_samples", 0)),
+                float(hp.get("cot_temperature", 1.0)),
+                seed=int(hp.get("cot_seed", 0)),
+            )
+            for row, readout in zip(out, readouts, strict=True):
+                completion = readout.completion
+                row["overall"] = self._scored("overall", readout.score)
                 row["completion"] = {
                     "level": completion,
                     "verdict": None if completion is None else COMPLETION_LEVELS[completion - 1],
                 }
-                row["explanation"] = text
+                row["explanation"] = readout.explanation
         return out
 
     @functools.cached_property
