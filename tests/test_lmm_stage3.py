@@ -263,17 +263,16 @@ def test_self_consistency_averages_the_sampled_explanations_readouts(demo_root: 
     assert drawn == explain_and_score(model, processor, convs, images, 6, samples=2, temperature=1.5, seed=7)
     assert [d.explanation for d in drawn] == [g.explanation for g in greedy]
     assert [d.greedy_score for d in drawn] == pytest.approx([g.score for g in greedy], abs=1e-5)
-    # the same two draws by hand: each sampled explanation's overall readout, averaged with the greedy one
+    # the same two draws by hand (each question twice in one batch): their readouts, averaged with the greedy one
     sampling = {"do_sample": True, "temperature": 1.5, "top_k": 0, "top_p": 1.0}
     torch.manual_seed(7)
-    texts = [generate(model, processor, convs, images, 6, sampling).texts for _ in range(2)]
-    values = [
-        score(model, processor, convs, images, ANSWER_TEMPLATES["overall"], [overall_prefix(t)[0] for t in draw])
-        for draw in texts
-    ]
-    expected = (torch.tensor([g.score for g in greedy]) + values[0] + values[1]) / 3
+    twice_convs, twice_images = [c for c in convs for _ in "ab"], [i for i in images for _ in "ab"]
+    texts = generate(model, processor, twice_convs, twice_images, 6, sampling).texts
+    prefixes = [overall_prefix(t)[0] for t in texts]
+    values = score(model, processor, twice_convs, twice_images, ANSWER_TEMPLATES["overall"], prefixes)
+    expected = (torch.tensor([g.score for g in greedy]) + values[0::2] + values[1::2]) / 3
     assert torch.allclose(torch.tensor([d.score for d in drawn]), expected, atol=1e-4)
-    verdicts = [[parse_completion(a), parse_completion(b)] for a, b in zip(*texts, strict=True)]
+    verdicts = [[parse_completion(a), parse_completion(b)] for a, b in zip(texts[0::2], texts[1::2], strict=True)]
     assert [d.votes[1:] for d in drawn] == verdicts
 
 

@@ -104,16 +104,21 @@ def explain_and_score(
     texts, wrote, greedy = _readout(model, processor, conversations, images, max_new_tokens, None)
     verdicts = [[parse_completion(t)] for t in texts]
     totals = list(greedy)
-    if samples > 0:
+    if samples > 0:  # each question repeated ``samples`` times in one batch: the draws decode together
         devices = [model.device] if model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-            for _ in range(samples):
-                drawn, _, values = _readout(model, processor, conversations, images, max_new_tokens, sampling)
-                for row, (text, value) in enumerate(zip(drawn, values, strict=True)):
-                    verdicts[row].append(parse_completion(text))
-                    totals[row] += value
+            drawn, _, values = _readout(
+                model,
+                processor,
+                [c for c in conversations for _ in range(samples)],
+                [i for i in images for _ in range(samples)],
+                max_new_tokens,
+                {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0},
+            )
+        for k, (text, value) in enumerate(zip(drawn, values, strict=True)):
+            verdicts[k // samples].append(parse_completion(text))
+            totals[k // samples] += value
     return [
         Explained(text, own, total / (samples + 1), vote(votes), value, votes)
         for text, own, total, value, votes in zip(texts, wrote, totals, greedy, verdicts, strict=True)
