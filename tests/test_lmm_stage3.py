@@ -286,3 +286,31 @@ def test_stage3_with_cot_samples_records_the_greedy_score_and_the_votes(demo_roo
     assert all(1 <= r["pred"] <= 5 and 1 <= r["pred_greedy"] <= 5 for r in rows)
     with pytest.raises(ConfigError, match=r"model\.cot_samples must be an integer >= 0, got -1"):
         train(make_cfg(demo_root, tmp_path / "bad", ["experiment=stage3_explain", "model.cot_samples=-1", *FAST]))
+
+
+def test_rehearsal_mixes_stage2_questions_into_stage3_training_only(demo_root: Path) -> None:
+    from epaiqa.lmm.data import LMMDataModule, collate_instructions
+    from epaiqa.lmm.instructions import ANSWER_TEMPLATES, encode_supervised
+    from epaiqa.models.lmm_module import EPAIQAExplain
+
+    data = LMMDataModule(root=str(demo_root), stage="explain", rehearse=["harmony", "naturalness"], rehearse_limit=3)
+    data.setup("fit")
+    plain = LMMDataModule(root=str(demo_root), stage="explain")
+    plain.setup("fit")
+    tasks = [task for _, task in data.datasets["train"].pairs]
+    assert tasks.count("harmony") == tasks.count("naturalness") == 3
+    assert data.datasets["train"].pairs[: len(plain.datasets["train"].pairs)] == plain.datasets["train"].pairs
+    for part in ("val", "test", "train_eval"):
+        assert {task for _, task in data.datasets[part].pairs} == {"overall"}, part
+    train = data.datasets["train"]
+    batch = collate_instructions([train[0], train[len(train) - 1]])  # a stage-3 and a stage-2 question
+    assert batch["tasks"] == ["overall", "naturalness"]
+    assert batch["templates"] == [ANSWER_TEMPLATES["overall"], ANSWER_TEMPLATES["naturalness"]]
+    stage = EPAIQAExplain(backbone="tiny", level_sigma=0.5)
+    with torch.no_grad():
+        loss = stage.supervised_loss(encode_supervised(stage.processor, batch["conversations"], batch["images"]), batch)
+    assert torch.isfinite(loss)
+    with pytest.raises(ConfigError, match=r"data\.rehearse mixes stage 2's .* stage explain and those tasks only"):
+        LMMDataModule(root=str(demo_root), stage="scoring", rehearse=["harmony"])
+    with pytest.raises(ConfigError, match=r"data\.rehearse mixes .* got stage explain and \['overall'\]"):
+        LMMDataModule(root=str(demo_root), stage="explain", rehearse=["overall"])

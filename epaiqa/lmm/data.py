@@ -134,8 +134,12 @@ class LMMDataModule(BaseDataModule):
     ``explain_view`` the same for stage 3's source and edited image.
     ``prompts="qalign"`` asks Q-Align's question instead of E.2's (stage 2 only: the q-align rows).
     ``grounding_prompt`` adds the edit prompt to stage 1's question (§4.1's inputs; appendix E.1's question, the
-    default, has none). ``levels={"range": "observed"}`` bins the level words over each task's training MOS range
-    instead of the nominal 1–5 (:data:`~epaiqa.data.levels.LEVEL_RANGES`); the spans used are in :attr:`level_spans`.
+    default, has none). ``rehearse`` (stage 3 only; default none) mixes stage 2's questions of those tasks into stage
+    3's *training* set — each task's training ids, up to ``rehearse_limit`` of them — so that the levels stage 2
+    learnt from the image keep being trained while stage 3 learns to explain (rehearsal of the previous stage's
+    data); validation and test stay stage 3's. ``levels={"range": "observed"}`` bins the level words over each
+    task's training MOS range instead of the nominal 1–5 (:data:`~epaiqa.data.levels.LEVEL_RANGES`); the spans used
+    are in :attr:`level_spans`.
     """
 
     def __init__(
@@ -153,6 +157,8 @@ class LMMDataModule(BaseDataModule):
         limit_val: int | None = None,
         grounding_prompt: bool = False,
         explain_view: str = "whole",
+        rehearse: list[str] | None = None,
+        rehearse_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("batch_size", 4)
@@ -187,6 +193,14 @@ class LMMDataModule(BaseDataModule):
         if reference and "naturalness" in self.tasks:
             log.warning("reference mode leaves naturalness instructions as they are (the crop is the region)")
         self.task = "+".join(self.tasks)
+        self.rehearse, self.rehearse_limit = list(rehearse or []), rehearse_limit
+        if self.rehearse and (stage != "explain" or any(t not in SCORING_TASKS for t in self.rehearse)):
+            raise ConfigError(
+                f"data.rehearse mixes stage 2's {'/'.join(SCORING_TASKS)} questions into stage 3's training: "
+                f"stage explain and those tasks only, got stage {stage} and {self.rehearse}"
+            )
+        if rehearse_limit is not None and rehearse_limit < 1:
+            raise ConfigError(f"data.rehearse_limit must be null or ≥ 1, got {rehearse_limit}")
 
     def task_view(self, task: str) -> str:
         """The view of the edited image a task's question shows (the results record's ``data.view``).
@@ -209,7 +223,8 @@ class LMMDataModule(BaseDataModule):
     def build(self, samples: list[PAISample], subsets: dict[str, dict[str, list[str]]]) -> None:
         """Pair every subset's train and test ids with their task."""
         pairs = self.pairs(samples, subsets)
-        pairs["train_eval"] = head(pairs["train"], self.limit_train_eval)
+        scored = [pair for pair in pairs["train"] if pair[1] not in self.rehearse]  # rehearsal is not scored
+        pairs["train_eval"] = head(scored, self.limit_train_eval)
         if self.level_range == "observed":  # Q-Align: the bins divide what the training split spans, per task
             tasks = sorted({t for _, t in pairs["train"]} & {"harmony", "naturalness", "overall"})
             self.level_spans = {t: observed_span(s.score(t) for s, task in pairs["train"] if task == t) for t in tasks}
@@ -258,6 +273,9 @@ class LMMDataModule(BaseDataModule):
                     )
                 limit = {"test": self.limit_test, "val": self.limit_val}.get(part)
                 out[part] = head(usable, limit)
+            for task in self.rehearse:  # stage 2's questions, training only
+                ids = head(self._carve(subsets[task]["train"], by_id)[0], self.rehearse_limit)
+                out["train"] += [(by_id[i], task) for i in ids]
             return out
         carved = {t: self._carve(subsets[t]["train"], by_id) for t in self.tasks}
         if self.with_cot:  # E.2's [CoT] prior where the sample has one; the question without it otherwise
