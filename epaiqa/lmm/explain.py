@@ -80,6 +80,10 @@ def vote(verdicts: Sequence[int | None]) -> int | None:
 
 
 def _readout(model: Any, processor: Any, convs: Any, images: Any, max_new_tokens: int, sampling: Any) -> tuple:
+    """Explanations, whether each wrote the level sentence, and the overall levels read after them.
+
+    The levels are read off the generation's own cache: the images are encoded once.
+    """
     generation = generate(model, processor, convs, images, max_new_tokens, sampling)
     prefixes, wrote = zip(*(overall_prefix(t) for t in generation.texts), strict=True)
     scores = score_continuations(model, processor, generation, prefixes, ANSWER_TEMPLATES["overall"]).tolist()
@@ -105,7 +109,7 @@ def explain_and_score(
     verdicts = [[parse_completion(t)] for t in texts]
     totals = list(greedy)
     if samples > 0:  # each question repeated ``samples`` times in one batch: the draws decode together
-        devices = [model.device] if model.device.type == "cuda" else []
+        devices = [model.device.index or 0] if model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             drawn, _, values = _readout(
