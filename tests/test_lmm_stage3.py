@@ -302,8 +302,8 @@ def test_rehearsal_mixes_stage2_questions_into_stage3_training_only(demo_root: P
     assert data.datasets["train"].pairs[: len(plain.datasets["train"].pairs)] == plain.datasets["train"].pairs
     for part in ("val", "test", "train_eval"):
         assert {task for _, task in data.datasets[part].pairs} == {"overall"}, part
-    train = data.datasets["train"]
-    batch = collate_instructions([train[0], train[len(train) - 1]])  # a stage-3 and a stage-2 question
+    training = data.datasets["train"]
+    batch = collate_instructions([training[0], training[len(training) - 1]])  # a stage-3 and a stage-2 question
     assert batch["tasks"] == ["overall", "naturalness"]
     assert batch["templates"] == [ANSWER_TEMPLATES["overall"], ANSWER_TEMPLATES["naturalness"]]
     stage = EPAIQAExplain(backbone="tiny", level_sigma=0.5)
