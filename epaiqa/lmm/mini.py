@@ -52,6 +52,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from epaiqa.errors import ConfigError
 from epaiqa.io import ensure_folder
 from epaiqa.lmm.chat_template import INTERLEAVED_CHAT_TEMPLATE
 from epaiqa.lmm.frozen_prefix import PrefixCache, frozen_prefix_length, view_key
@@ -65,8 +66,9 @@ from epaiqa.weights import (
     smollm2_gguf,
 )
 
-#: bump when the composition changes: a new cache folder is built (2: the statistics tokens)
-MINI_VERSION = 2
+#: bump when the composition changes: a new cache folder is built (2: the statistics tokens; 3: their
+#: standardisation)
+MINI_VERSION = 3
 MINI_ID = "mini"
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<|endoftext|>"
@@ -74,6 +76,8 @@ PAD_TOKEN = "<|endoftext|>"
 PATCH_SIZE = 32
 #: channels of Lite0's blocks 0–5: each block's feature statistics are one more image token
 STATISTICS_CHANNELS = (16, 24, 40, 80, 112, 192)
+#: the smallest standard deviation a statistic is divided by (a constant channel stays finite)
+STANDARDISE_FLOOR = 1e-4
 #: the last Lite0 stage (blocks.6, 320 channels) and its head conv: what the demo trains of the vision tower
 LITE0_LAST_STAGE = ("timm_model.blocks.6.", "timm_model.conv_head.", "timm_model.bn2.")
 
@@ -95,18 +99,45 @@ class Lite0TokensConfig(TimmWrapperConfig):
         self.statistics_channels = list(statistics_channels or [])
 
 
+class Standardise(torch.nn.Module):
+    """``(x − mean) / std`` per feature; the identity until :meth:`StatisticsTokens.fit` sets them."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("std", torch.ones(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 class StatisticsTokens(torch.nn.Module):
-    """Per block: (mean, std) of each channel → LayerNorm → Linear to the tower's width: one token per block."""
+    """Per block: (mean, std) of each channel → LayerNorm → standardise → Linear to the tower's width: one token each.
+
+    The standardisation is fitted once on training views (:meth:`fit`, ``model.standardise_statistics``) and kept
+    from then on, in the checkpoints and the stages that start from them; unfitted, it is the identity.
+    """
 
     def __init__(self, channels: list[int], width: int) -> None:
         super().__init__()
         self.layers = torch.nn.ModuleList(
-            torch.nn.Sequential(torch.nn.LayerNorm(2 * c), torch.nn.Linear(2 * c, width)) for c in channels
+            torch.nn.Sequential(torch.nn.LayerNorm(2 * c), Standardise(2 * c), torch.nn.Linear(2 * c, width))
+            for c in channels
         )
+        self.register_buffer("fitted", torch.tensor(False))
 
     def forward(self, statistics: list[torch.Tensor]) -> torch.Tensor:
         """(B, 2·C_i) per block → (B, blocks, width)."""
         return torch.stack([layer(s) for layer, s in zip(self.layers, statistics, strict=True)], 1)
+
+    @torch.no_grad()
+    def fit(self, statistics: list[torch.Tensor]) -> None:
+        """Set each block's standardisation from (N, 2·C_i) statistics of N training views (after its LayerNorm)."""
+        for layer, s in zip(self.layers, statistics, strict=True):
+            normed = layer[0](s.float())
+            layer[1].mean.copy_(normed.mean(0))
+            layer[1].std.copy_(normed.std(0).clamp_min(STANDARDISE_FLOOR))
+        self.fitted.fill_(True)
 
 
 class Lite0TokensModel(TimmWrapperModel):
@@ -147,6 +178,19 @@ class Lite0TokensModel(TimmWrapperModel):
             last_hidden_state=tokens, pooler_output=tokens.mean(1), hidden_states=(tokens,)
         )
 
+    @torch.no_grad()
+    def fit_statistics(self, pixel_values: list[torch.Tensor]) -> None:
+        """Fit the statistics tokens' standardisation on batches of views (fp32; every copy peft keeps of it)."""
+        net = self.timm_model
+        stages = [net.conv_stem, net.bn1, *net.blocks]
+        stop = 2 + len(self.config.statistics_channels)
+        with torch.autocast(pixel_values[0].device.type, enabled=False):
+            parts = [self._run_stages(x.float(), stages, 0, stop)[1] for x in pixel_values]
+        statistics = [torch.cat(block) for block in zip(*parts, strict=True)]
+        for module in self.modules():
+            if isinstance(module, StatisticsTokens):
+                module.fit(statistics)
+
     def keep_prefixes(self, capacity: int) -> None:
         """Keep the frozen prefix's outputs of up to ``capacity`` views in training (0: keep none)."""
         self.prefix_cache = PrefixCache(capacity) if capacity else None
@@ -179,6 +223,36 @@ class Lite0TokensModel(TimmWrapperModel):
                 self.prefix_cache.put(keys[i], found[i])
         rows = [value for value in found if value is not None]
         return torch.stack([r[0] for r in rows]), [torch.stack([r[k] for r in rows]) for k in range(1, len(rows[0]))]
+
+
+def standardise_statistics(model: torch.nn.Module, processor: Any, dataset: Any, views: int) -> str:
+    """Fit the statistics tokens' standardisation on up to ``views`` training views, once; a line for the log.
+
+    The views are the images of ``dataset`` items (the training questions, as shown) at evenly spaced indices, so no
+    random number is drawn. A model whose standardisation was fitted before (a resumed run, a stage started from a
+    fitted one) keeps it: the layers after it were trained on it.
+    """
+    towers = [m for m in model.modules() if isinstance(m, Lite0TokensModel)]
+    if not towers:
+        raise ConfigError(
+            f"model.standardise_statistics={views}: the vision tower of {type(model).__name__} has no statistics "
+            "tokens (model/backbone=mini has); set it to 0"
+        )
+    tower = towers[0]
+    if all(bool(m.fitted) for m in tower.modules() if isinstance(m, StatisticsTokens)):
+        return "statistics tokens: standardisation kept from the starting weights"
+    images: list[Any] = []
+    for index in range(0, len(dataset), max(1, len(dataset) // views)):
+        images += dataset[index]["images"]
+        if len(images) >= views:
+            break
+    device = next(tower.parameters()).device
+    batches = [
+        processor.image_processor(images[k : k + 64], return_tensors="pt")["pixel_values"].to(device)
+        for k in range(0, len(images), 64)
+    ]
+    tower.fit_statistics(batches)
+    return f"statistics tokens: standardisation fitted on {len(images)} training views"
 
 
 def register_auto_classes() -> None:

@@ -11,6 +11,7 @@ way (from the generation's own KV cache: the images are encoded once), and repor
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections import defaultdict
 from collections.abc import Mapping
@@ -30,12 +31,15 @@ from epaiqa.lmm.generation import generate_answers
 from epaiqa.lmm.grounding import centre_error, iou, parse_bbox
 from epaiqa.lmm.instructions import ANSWER_TEMPLATES, answer_text, completion_level, encode_supervised
 from epaiqa.lmm.loss import answer_loss
+from epaiqa.lmm.mini import standardise_statistics
 from epaiqa.lmm.scoring import level_token_ids, score
 from epaiqa.models.task import BaseTask
 from epaiqa.records.metrics import TaskResult, correlation_result
 
 #: constant: every step at its group's rate; cosine: linear warm-up, then cosine decay to 0 (LLaVA's SFT recipe)
 LR_SCHEDULES = ("constant", "cosine")
+log = logging.getLogger(__name__)
+
 #: the edited region's box ⟨x, y, z1, z2⟩ (centre, size) in stage 1's rows: ``bbox_x`` … ``bbox_z2``
 BOX_KEYS = ("x", "y", "z1", "z2")
 #: Checkpoint key of the stages the weights went through, oldest first.
@@ -67,7 +71,9 @@ class EPAIQAStage(BaseTask):
     faster and its pretrained tower stage slower than the LoRA adapters. ``level_sigma`` (stages 2 and 3): null
     trains the answer's closing level word — stage 2's level, stage 3's overall level — as one word (the paper); a
     width in levels trains it as a Gaussian over the five words around where the MOS lies
-    (:func:`~epaiqa.data.levels.soft_levels`, DeQA-Score's soft labels).
+    (:func:`~epaiqa.data.levels.soft_levels`, DeQA-Score's soft labels). ``standardise_statistics`` (``mini``):
+    before training, the statistics tokens' inputs are standardised per feature with their mean and standard
+    deviation over that many training views (0: not), once — a stage that starts from fitted weights keeps them.
     """
 
     STAGE = "stage"
@@ -87,11 +93,16 @@ class EPAIQAStage(BaseTask):
         lr_schedule: str = "constant",
         warmup_ratio: float = 0.0,
         level_sigma: float | None = None,
+        standardise_statistics: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if level_sigma is not None and not (isinstance(level_sigma, int | float) and level_sigma > 0):
             raise ConfigError(f"model.level_sigma must be null (one-hot level words) or > 0, got {level_sigma!r}")
+        if not (isinstance(standardise_statistics, int) and standardise_statistics >= 0):
+            raise ConfigError(
+                f"model.standardise_statistics must be a number of training views >= 0, got {standardise_statistics!r}"
+            )
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if not 0 <= warmup_ratio < 1:
@@ -184,6 +195,13 @@ class EPAIQAStage(BaseTask):
                 "loses small updates. For full fine-tuning load the backbone in float32 "
                 "(model.backbone.dtype=float32) and compute in trainer.precision=bf16-mixed."
             )
+
+    def on_train_start(self) -> None:
+        """``standardise_statistics``: fit the statistics tokens' standardisation on training views (once)."""
+        views = self.hparams["standardise_statistics"]
+        if views:
+            dataset = self.trainer.datamodule.datasets["train"]
+            log.info(standardise_statistics(self.model, self.processor, dataset, views))
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Batches hold samples, not tensors: the processor's tensors are moved when they are made."""
