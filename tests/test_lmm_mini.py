@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from epaiqa.errors import ConfigError
 from epaiqa.lmm.backbones import build_backbone, load_backbone
 from epaiqa.lmm.instructions import (
     ANSWER_TEMPLATES,
@@ -242,3 +243,61 @@ def test_view_key_tells_views_and_precisions_apart_in_any_dtype() -> None:
     plain = view_key(view)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert view_key(view) != plain  # computed under bf16 autocast: another entry
+
+
+def test_mini_statistics_standardisation_is_fitted_once_and_handed_on(mini: tuple, tmp_path: Path) -> None:
+    """``model.standardise_statistics``: every copy peft keeps is fitted, kept on a second call and by init_from."""
+    import numpy as np
+    from helpers import make_cfg
+    from omegaconf import open_dict
+
+    from epaiqa.lmm.mini import Lite0TokensModel, StatisticsTokens, standardise_statistics
+    from epaiqa.runs import build
+
+    _, _, saved = mini
+
+    def stage(*overrides: str) -> torch.nn.Module:
+        overrides = ("experiment=stage2_harmony", "model/backbone=mini", *overrides)
+        cfg = make_cfg(tmp_path, tmp_path, list(overrides), small=False)
+        with open_dict(cfg):
+            cfg.model.backbone.cache_dir = str(saved.parent)
+        return build(cfg.model)
+
+    module = stage("model.standardise_statistics=12")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) // (k + 1)) for k in range(12)]
+    dataset = [{"images": [image]} for image in images]
+    tower = next(m for m in module.model.modules() if isinstance(m, Lite0TokensModel))
+    pixels = module.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    module.eval()
+    with torch.no_grad():
+        before = tower(pixels).last_hidden_state[:, 49:]
+    assert standardise_statistics(module.model, module.processor, dataset, 12) == (
+        "statistics tokens: standardisation fitted on 12 training views"
+    )
+    copies = [m for m in tower.modules() if isinstance(m, StatisticsTokens)]
+    assert len(copies) == 2 and all(bool(m.fitted) for m in copies)  # the original and peft's trained copy
+    net = tower.timm_model
+    with torch.no_grad():
+        _, raw = tower._run_stages(pixels, [net.conv_stem, net.bn1, *net.blocks], 0, 8)
+        normed = copies[1].layers[2][1](copies[1].layers[2][0](raw[2]))  # block 2: LayerNorm, then standardised
+        after = tower(pixels).last_hidden_state[:, 49:]
+    torch.testing.assert_close(normed.mean(0), torch.zeros(80), atol=1e-4, rtol=0)
+    spread = copies[1].layers[2][1].std > 1e-4  # a constant feature keeps the floor instead
+    assert spread.sum() > 60 and torch.allclose(normed.std(0)[spread], torch.ones(int(spread.sum())), atol=1e-3)
+    assert not torch.allclose(before, after)  # the copy the forward uses is the fitted one
+    mean = copies[1].layers[0][1].mean.clone()
+    assert "kept" in standardise_statistics(module.model, module.processor, dataset[:2], 2)
+    assert torch.equal(copies[1].layers[0][1].mean, mean)
+    # a stage started from these weights (LoRA merged) keeps them
+    path = tmp_path / "stage2.ckpt"
+    state = {f"model.{k}": v for k, v in module.model.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": dict(module.hparams), "epaiqa_stages": ["scoring"]}, path)
+    following = stage(f"model.init_from={path}")
+    kept = [m for m in following.model.modules() if isinstance(m, StatisticsTokens)]
+    assert kept and all(bool(m.fitted) and torch.equal(m.layers[0][1].mean, mean) for m in kept)
+    # refusals: a tower without statistics tokens, a negative count
+    with pytest.raises(ConfigError, match=r"model\.standardise_statistics=8: the vision tower of Linear"):
+        standardise_statistics(torch.nn.Linear(2, 2), None, [], 8)
+    with pytest.raises(ConfigError, match=r"model\.standardise_statistics must be a number of training views"):
+        stage("model.standardise_statistics=-1")

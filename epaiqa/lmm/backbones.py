@@ -117,6 +117,8 @@ BACKBONE_DEFAULTS: dict[str, Any] = {
     "text_layers": None,
     # training: keep the frozen tower prefix's outputs of up to N image views (mini's Lite0 tower; 0: off)
     "tower_cache": 0,
+    # mini's Lite0 tower: the last map average-pooled to N×N tokens (null: its 7×7, 49 tokens)
+    "map_grid": None,
 }
 
 _TRUE = {"1", "on", "yes", "true"}
@@ -287,7 +289,26 @@ def build_backbone(backbone: str | Mapping[str, Any]) -> tuple[Any, Any]:
         keep_text_layers(model, spec["text_layers"])
     if spec["tower_cache"]:
         keep_tower_prefixes(model, spec["tower_cache"])
+    if spec["map_grid"] is not None:
+        pool_map_tokens(model, processor, spec["map_grid"])
     return model, processor
+
+
+def pool_map_tokens(model: Any, processor: Any, grid: int) -> None:
+    """Pool the vision tower's last map to ``grid``×``grid`` tokens and count them so in the processor (``mini``)."""
+    tower = getattr(getattr(model, "model", None), "vision_tower", None)
+    if not hasattr(tower, "map_grid"):
+        raise ConfigError(
+            f"model.backbone.map_grid: the vision tower of {type(model).__name__} ({type(tower).__name__}) has no "
+            "map to pool; only mini's Lite0 tower has (set null)"
+        )
+    size = processor.image_processor.size["height"]
+    if not isinstance(grid, int) or isinstance(grid, bool) or not 1 <= grid <= size // processor.patch_size:
+        raise ConfigError(
+            f"model.backbone.map_grid must be an integer in [1, {size // processor.patch_size}], got {grid!r}"
+        )
+    tower.map_grid = grid
+    processor.patch_size = size // grid
 
 
 def keep_tower_prefixes(model: Any, capacity: int) -> None:

@@ -158,6 +158,8 @@ class Lite0TokensModel(TimmWrapperModel):
         self.statistics = StatisticsTokens(config.statistics_channels, config.hidden_size)
         #: the frozen prefix's outputs per view, in training (:meth:`keep_prefixes`; off by default)
         self.prefix_cache: PrefixCache | None = None
+        #: the last map average-pooled to this many tokens a side (``model.backbone.map_grid``; None: 7×7)
+        self.map_grid: int | None = None
 
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
         """The last map's tokens, then the statistics tokens; ``hidden_states`` holds them as the last layer."""
@@ -171,7 +173,10 @@ class Lite0TokensModel(TimmWrapperModel):
             statistics = []
         x, later = self._run_stages(x, stages, prefix, len(stages))
         statistics += later
-        tokens = net.bn2(net.conv_head(x)).flatten(2).transpose(1, 2)
+        x = net.bn2(net.conv_head(x))
+        if self.map_grid is not None and self.map_grid != x.shape[-1]:
+            x = torch.nn.functional.adaptive_avg_pool2d(x, self.map_grid)
+        tokens = x.flatten(2).transpose(1, 2)
         if statistics:
             tokens = torch.cat([tokens, self.statistics(statistics).to(tokens.dtype)], 1)
         return BaseModelOutputWithPooling(

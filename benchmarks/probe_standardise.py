@@ -1,0 +1,111 @@
+"""Why the statistics tokens are standardised: how fast a small head learns from them, with and without.
+
+``python -m benchmarks.probe_standardise`` (EPAIQA_CACHE with the 3000-sample demo set) computes the frozen
+ImageNet Lite0 statistics of blocks 0–5 on each task's training views (the questions' views), LayerNorm-s each
+block's vector as :class:`~epaiqa.lmm.mini.StatisticsTokens` does, and trains a head shaped like the path those
+tokens take (a linear map to a token, an MLP projector, a readout) by AdamW with batches of 4 — the LMM's batch and
+its statistics layer's rate (1e-3) — on 80% of the training ids; it prints the held-out SRCC (the other 20%, never
+the test split) after 250, 500 and 1,000 steps, with the LayerNorm only (the composition before v3) and with each
+feature standardised by its training mean and standard deviation (``model.standardise_statistics``), beside a
+ridge probe's. Not part of the suite: the measurement behind the option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: readouts (steps of 4) and seeds of the head
+STEPS = (250, 500, 1000)
+
+
+def training_statistics(task: str) -> tuple[Any, Any]:
+    """(N, features) LayerNorm-ed statistics of blocks 0–5 and the MOS of the task's training views."""
+    import numpy as np
+    import timm
+    import torch
+    from PIL import Image
+
+    from benchmarks.common import demo_root
+    from benchmarks.probe_lite0 import block_statistics
+    from epaiqa.data.crops import crop_region
+    from epaiqa.data.manifest import load_manifest
+    from epaiqa.data.splits import load_splits
+    from epaiqa.weights import LITE0_ARCH, lite0_state_dict
+
+    root = demo_root()
+    samples = {s.id: s for s in load_manifest(root)}
+    ids = load_splits(root, list(samples.values()))[task]["train"]
+    net = timm.create_model(LITE0_ARCH, pretrained=False)
+    net.load_state_dict(lite0_state_dict())
+    net.eval()
+    blocks: list[list[Any]] = [[] for _ in range(6)]
+    for k in range(0, len(ids), 32):
+        batch = [samples[i] for i in ids[k : k + 32]]
+        margin = 0.3 if task == "harmony" else 0.0
+        views = [crop_region(Image.open(root / s.edited).convert("RGB"), s.bbox, margin) for s in batch]
+        for j, f in enumerate(block_statistics(net, views)[:6]):
+            blocks[j].append(torch.nn.functional.layer_norm(torch.from_numpy(f), (f.shape[1],)).numpy())
+    x = np.concatenate([np.concatenate(b) for b in blocks], 1)
+    return x, np.array([samples[i].score(task) for i in ids])
+
+
+def head_srcc(x_train: Any, y_train: Any, x_held: Any, y_held: Any, seed: int, lr: float) -> list[float]:
+    """Held-out SRCC after each of :data:`STEPS` AdamW steps of 4 of a token-map → projector → readout head."""
+    import torch
+    from scipy.stats import spearmanr
+
+    torch.manual_seed(seed)
+    a, b = torch.tensor(x_train, dtype=torch.float32), torch.tensor(x_held, dtype=torch.float32)
+    y = torch.tensor((y_train - y_train.mean()) / y_train.std(), dtype=torch.float32)
+    head = torch.nn.Sequential(
+        torch.nn.Linear(a.shape[1], 256),  # the statistics layer (to the tower's width, scaled down)
+        torch.nn.Linear(256, 128),  # the projector's MLP
+        torch.nn.GELU(),
+        torch.nn.Linear(128, 128),
+        torch.nn.Linear(128, 1),  # what the LLM and its LM head make of it
+    )
+    optimiser = torch.optim.AdamW(head.parameters(), lr=lr)
+    out = []
+    for step in range(1, STEPS[-1] + 1):
+        i = torch.randint(0, len(a), (4,))
+        loss = (head(a[i]).squeeze(1) - y[i]).square().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step in STEPS:
+            with torch.no_grad():
+                out.append(float(spearmanr(head(b).squeeze(1).numpy(), y_held)[0]))
+    return out
+
+
+def main() -> None:
+    import numpy as np
+    import torch
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import RidgeCV
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_standardise", description=__doc__)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds of the head per setting")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate of the head")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for task in ("naturalness", "harmony"):
+        x, y = training_statistics(task)
+        cut = int(len(y) * 0.8)
+        mean, std = x[:cut].mean(0), x[:cut].std(0).clip(1e-4)
+        ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit((x[:cut] - mean) / std, y[:cut])
+        ridge_srcc = spearmanr(ridge.predict((x[cut:] - mean) / std), y[cut:])[0]
+        print(f"{task}: {cut} training / {len(y) - cut} held-out views; ridge {ridge_srcc:.3f}", flush=True)
+        for name, z in (("LayerNorm only", x), ("LayerNorm + standardised", (x - mean) / std)):
+            for seed in range(args.seeds):
+                srcc = head_srcc(z[:cut], y[:cut], z[cut:], y[cut:], seed, args.lr)
+                steps = " / ".join(f"{s}: {r:.3f}" for s, r in zip(STEPS, srcc, strict=True))
+                print(f"  {name:<25} seed {seed}  held-out SRCC after steps {steps}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
