@@ -1,13 +1,14 @@
-"""Why the statistics tokens are standardised: how fast a small head learns from them, with and without.
+"""The statistics tokens' standardisation: how fast a small head learns from them, with and without.
 
 ``python -m benchmarks.probe_standardise`` (EPAIQA_CACHE with the 3000-sample demo set) computes the frozen
 ImageNet Lite0 statistics of blocks 0–5 on each task's training views (the questions' views), LayerNorm-s each
 block's vector as :class:`~epaiqa.lmm.mini.StatisticsTokens` does, and trains a head shaped like the path those
-tokens take (a linear map to a token, an MLP projector, a readout) by AdamW with batches of 4 — the LMM's batch and
-its statistics layer's rate (1e-3) — on 80% of the training ids; it prints the held-out SRCC (the other 20%, never
-the test split) after 250, 500 and 1,000 steps, with the LayerNorm only (the composition before v3) and with each
-feature standardised by its training mean and standard deviation (``model.standardise_statistics``), beside a
-ridge probe's. Not part of the suite: the measurement behind the option.
+tokens take (a linear map to a token, an MLP projector, a readout) by AdamW with batches of 4 — the LMM's batch
+and its statistics layer's rate (1e-3) — on the views of 80% of the training split's source photos. It prints the
+held-out SRCC (the other 20%'s views, never the test split) after 250, 500 and 1,000 steps, with the LayerNorm
+only (the composition before v3) and with each feature standardised by its training mean and standard deviation
+(``model.standardise_statistics``), beside a ridge probe's. Not part of the suite: the measurement behind the
+option.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 STEPS = (250, 500, 1000)
 
 
-def training_statistics(task: str) -> tuple[Any, Any]:
-    """(N, features) LayerNorm-ed statistics of blocks 0–5 and the MOS of the task's training views."""
+def training_statistics(task: str) -> tuple[Any, Any, Any]:
+    """(N, features) LayerNorm-ed statistics of blocks 0–5, the MOS and whether held out, of the training views."""
     import numpy as np
     import timm
     import torch
@@ -50,7 +51,9 @@ def training_statistics(task: str) -> tuple[Any, Any]:
         for j, f in enumerate(block_statistics(net, views)[:6]):
             blocks[j].append(torch.nn.functional.layer_norm(torch.from_numpy(f), (f.shape[1],)).numpy())
     x = np.concatenate([np.concatenate(b) for b in blocks], 1)
-    return x, np.array([samples[i].score(task) for i in ids])
+    sources = sorted({samples[i].source for i in ids})
+    held = set(sources[int(len(sources) * 0.8) :])
+    return x, np.array([samples[i].score(task) for i in ids]), np.array([samples[i].source in held for i in ids])
 
 
 def head_srcc(x_train: Any, y_train: Any, x_held: Any, y_held: Any, seed: int, lr: float) -> list[float]:
@@ -94,15 +97,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for task in ("naturalness", "harmony"):
-        x, y = training_statistics(task)
-        cut = int(len(y) * 0.8)
-        mean, std = x[:cut].mean(0), x[:cut].std(0).clip(1e-4)
-        ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit((x[:cut] - mean) / std, y[:cut])
-        ridge_srcc = spearmanr(ridge.predict((x[cut:] - mean) / std), y[cut:])[0]
-        print(f"{task}: {cut} training / {len(y) - cut} held-out views; ridge {ridge_srcc:.3f}", flush=True)
+        x, y, held = training_statistics(task)
+        fit = ~held
+        mean, std = x[fit].mean(0), x[fit].std(0).clip(1e-4)
+        ridge = RidgeCV(alphas=np.logspace(-2, 4, 13)).fit((x[fit] - mean) / std, y[fit])
+        ridge_srcc = spearmanr(ridge.predict((x[held] - mean) / std), y[held])[0]
+        print(f"{task}: {fit.sum()} training / {held.sum()} held-out views; ridge {ridge_srcc:.3f}", flush=True)
         for name, z in (("LayerNorm only", x), ("LayerNorm + standardised", (x - mean) / std)):
             for seed in range(args.seeds):
-                srcc = head_srcc(z[:cut], y[:cut], z[cut:], y[cut:], seed, args.lr)
+                srcc = head_srcc(z[fit], y[fit], z[held], y[held], seed, args.lr)
                 steps = " / ".join(f"{s}: {r:.3f}" for s, r in zip(STEPS, srcc, strict=True))
                 print(f"  {name:<25} seed {seed}  held-out SRCC after steps {steps}", flush=True)
 

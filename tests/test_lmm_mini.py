@@ -301,3 +301,28 @@ def test_mini_statistics_standardisation_is_fitted_once_and_handed_on(mini: tupl
         standardise_statistics(torch.nn.Linear(2, 2), None, [], 8)
     with pytest.raises(ConfigError, match=r"model\.standardise_statistics must be a number of training views"):
         stage("model.standardise_statistics=-1")
+
+
+def test_mini_map_grid_pools_the_map_tokens_and_the_processor_counts_them(mini: tuple) -> None:
+    """``model.backbone.map_grid=3``: 9 map tokens (the 7×7 map's 3×3 average pool) + the 6 statistics tokens."""
+    _, _, saved = mini
+    model, processor = build_backbone({"id": "mini", "name": "mini", "cache_dir": str(saved.parent), "map_grid": 3})
+    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Rate it."}]}]
+    text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[[Image.new("RGB", (96, 80), "gray")]], return_tensors="pt")
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 9 + len(STATISTICS_CHANNELS)
+    tower = model.model.vision_tower
+    with torch.no_grad():
+        pooled = tower(inputs["pixel_values"]).last_hidden_state
+        tower.map_grid = None
+        full = tower(inputs["pixel_values"]).last_hidden_state
+        tower.map_grid = 3
+        assert model(**inputs).logits.shape[1] == inputs["input_ids"].shape[1]
+    assert pooled.shape == (1, 9 + len(STATISTICS_CHANNELS), 1280)
+    grid = full[:, :49].transpose(1, 2).reshape(1, 1280, 7, 7)
+    torch.testing.assert_close(pooled[:, :9], torch.nn.functional.adaptive_avg_pool2d(grid, 3).flatten(2).mT)
+    torch.testing.assert_close(pooled[:, 9:], full[:, 49:])  # the statistics tokens are untouched
+    with pytest.raises(ConfigError, match=r"model\.backbone\.map_grid: the vision tower"):
+        build_backbone({"id": "tiny", "name": "tiny", "map_grid": 3})
+    with pytest.raises(ConfigError, match=r"model\.backbone\.map_grid must be an integer in \[1, 7\], got 8"):
+        build_backbone({"id": "mini", "name": "mini", "cache_dir": str(saved.parent), "map_grid": 8})
