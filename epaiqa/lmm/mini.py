@@ -164,7 +164,7 @@ class Lite0TokensModel(TimmWrapperModel):
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
         """The last map's tokens, then the statistics tokens; ``hidden_states`` holds them as the last layer."""
         net = self.timm_model
-        stages = [net.conv_stem, net.bn1, *net.blocks]
+        stages = self._stages()
         x = pixel_values.to(self.dtype)
         prefix = frozen_prefix_length(stages) if self.training and self.prefix_cache is not None else 0
         if prefix:
@@ -186,11 +186,9 @@ class Lite0TokensModel(TimmWrapperModel):
     @torch.no_grad()
     def fit_statistics(self, pixel_values: list[torch.Tensor]) -> None:
         """Fit the statistics tokens' standardisation on batches of views (fp32; every copy peft keeps of it)."""
-        net = self.timm_model
-        stages = [net.conv_stem, net.bn1, *net.blocks]
         stop = 2 + len(self.config.statistics_channels)
         with torch.autocast(pixel_values[0].device.type, enabled=False):
-            parts = [self._run_stages(x.float(), stages, 0, stop)[1] for x in pixel_values]
+            parts = [self._run_stages(x.float(), self._stages(), 0, stop)[1] for x in pixel_values]
         statistics = [torch.cat(block) for block in zip(*parts, strict=True)]
         for module in self.modules():
             if isinstance(module, StatisticsTokens):
@@ -199,6 +197,11 @@ class Lite0TokensModel(TimmWrapperModel):
     def keep_prefixes(self, capacity: int) -> None:
         """Keep the frozen prefix's outputs of up to ``capacity`` views in training (0: keep none)."""
         self.prefix_cache = PrefixCache(capacity) if capacity else None
+
+    def _stages(self) -> list[torch.nn.Module]:
+        """Lite0 up to its head conv, in order: stem conv, stem norm, the blocks."""
+        net = self.timm_model
+        return [net.conv_stem, net.bn1, *net.blocks]
 
     def _run_stages(
         self, x: torch.Tensor, stages: list[torch.nn.Module], start: int, stop: int
