@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from epaiqa.errors import DataError
+
 #: Where Linux (4.7+) shows the process's umask without changing it.
 _PROC_STATUS = "/proc/self/status"
 _UMASK_LOCK = threading.Lock()
@@ -244,9 +246,12 @@ def ensure_folder(target: str | Path, marker: str, build: Callable[[Path], None]
         build(tmp)
         try:
             os.replace(tmp, target)
-        except OSError:  # another builder finished first: keep its copy
+        except OSError as error:  # another builder finished first: keep its copy
             if not (target / marker).exists():
-                raise
+                raise DataError(
+                    f"{target} exists but is not a finished build (it has no {marker}): "
+                    "move it away or delete it, then run again"
+                ) from error
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -244,6 +244,18 @@ def test_demo_cache_build_that_loses_the_race_discards_its_copy(tmp_path: Path, 
     assert [p.name for p in tmp_path.iterdir()] == [root.name]
 
 
+def test_a_foreign_folder_in_the_build_s_place_is_named_not_overwritten(tmp_path: Path) -> None:
+    from epaiqa.errors import DataError
+    from epaiqa.io import ensure_folder
+
+    target = tmp_path / "demo"
+    (target / "stray").mkdir(parents=True)  # e.g. a copy nested one level too deep
+    with pytest.raises(DataError, match=r"demo exists but is not a finished build \(it has no splits.json\)"):
+        ensure_folder(target, "splits.json", lambda tmp: atomic_write_text(tmp / "splits.json", "{}\n"))
+    assert [p.name for p in target.iterdir()] == ["stray"]
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # its own copy discarded
+
+
 def test_checkpoint_io_writes_atomically_and_removes(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     pytest.importorskip("lightning")

@@ -105,3 +105,34 @@ def test_stage1_refuses_lora_unless_the_llm_is_unfrozen(demo_root: Path, tmp_pat
     trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trained)
     assert not any("language_model" in n and "lora_" not in n for n in trained)  # the LLM itself stays frozen
+
+
+def test_stage2_with_a_frozen_llm_trains_the_projector_and_the_tower_only(demo_root: Path, tmp_path: Path) -> None:
+    frozen = ["experiment=stage2_harmony", "model.freeze_llm=true", "model.lora.enabled=true", "model.lora.r=4"]
+    module = build(make_cfg(demo_root, tmp_path, frozen).model)
+    trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
+    assert not any("lora_" in n for n in module.model.state_dict())  # no adapters were added
+    assert not any("language_model" in n or "lm_head" in n for n in trained)
+    assert any("multi_modal_projector" in n for n in trained) and any("vision_tower" in n for n in trained)
+    llm = {n: p.detach().clone() for n, p in module.model.named_parameters() if "language_model" in n}
+    batch = _batch(demo_root, module.processor)
+    optimiser = torch.optim.SGD([p for p in module.model.parameters() if p.requires_grad], lr=1.0)
+    module.model(**batch).loss.backward()
+    optimiser.step()
+    assert all(torch.equal(p, llm[n]) for n, p in module.model.named_parameters() if n in llm)
+    # the paper's stage 2 trains the LLM; stage 3 writes explanations, so it trains the LLM whatever stage 2 did
+    for experiment, expected in (("stage2_harmony", True), ("stage3_explain", True)):
+        module = build(make_cfg(demo_root, tmp_path, [f"experiment={experiment}"]).model)
+        trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
+        assert any("language_model" in n for n in trained) is expected
+
+
+def test_mini_freezes_the_llm_in_stage2_only(demo_root: Path, tmp_path: Path) -> None:
+    def freeze_llm(*overrides: str) -> bool:
+        return make_cfg(demo_root, tmp_path, list(overrides)).model.freeze_llm
+
+    stages = ("stage2_mixed", "stage2_naturalness", "stage3_explain")
+    frozen = {e: freeze_llm(f"experiment={e}", "model/backbone=mini") for e in stages}
+    assert frozen == {"stage2_mixed": True, "stage2_naturalness": True, "stage3_explain": False}
+    assert freeze_llm("experiment=stage2_mixed") is False  # the paper's stage 2 trains all parameters
+    assert freeze_llm("experiment=stage2_mixed", "model/backbone=mini", "stage2_freeze_llm=false") is False

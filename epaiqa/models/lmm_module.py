@@ -54,6 +54,11 @@ def _mean(values: list[float]) -> float | None:
 MAX_NEW_TOKENS = 1024
 
 
+def is_llm_parameter(name: str) -> bool:
+    """Whether a parameter belongs to the LLM or its LM head (what ``freeze_llm`` keeps as loaded)."""
+    return "language_model" in name or "lm_head" in name
+
+
 class EPAIQAStage(BaseTask):
     """What every stage shares: the backbone, LoRA / gradient checkpointing, ``init_from`` and its lineage.
 
@@ -74,6 +79,8 @@ class EPAIQAStage(BaseTask):
     (:func:`~epaiqa.data.levels.soft_levels`, DeQA-Score's soft labels). ``standardise_statistics`` (``mini``):
     before training, the statistics tokens' inputs are standardised per feature with their mean and standard
     deviation over that many training views (0: not), once — a stage that starts from fitted weights keeps them.
+    ``freeze_llm``: the LLM (and its LM head) trains nothing and gets no LoRA adapters; only the projector and the
+    vision tower learn (stage 1's rule in the paper; ``mini``'s stage 2 too: ``stage2_freeze_llm`` in its recipe).
     """
 
     STAGE = "stage"
@@ -94,6 +101,7 @@ class EPAIQAStage(BaseTask):
         warmup_ratio: float = 0.0,
         level_sigma: float | None = None,
         standardise_statistics: int = 0,
+        freeze_llm: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -117,11 +125,14 @@ class EPAIQAStage(BaseTask):
             self.load_stage(init_from)
         if gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
+        if freeze_llm and lora_settings(lora)["enabled"]:
+            log.info("model.freeze_llm: the LLM trains nothing in this stage, so model.lora adds no adapters to it")
+            lora = {**lora_settings(lora), "enabled": False}
         self.model = apply_lora(self.model, lora)
         #: the last validation epoch's metrics per task (``val/<task>/<metric>``; in the results record)
         self.val_results: dict[str, dict[str, Any]] = {}
         for name, param in self.model.named_parameters():
-            if any(part in name for part in freeze or []):
+            if any(part in name for part in freeze or []) or (freeze_llm and is_llm_parameter(name)):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> EPAIQAStage:
@@ -315,11 +326,9 @@ class EPAIQAGrounding(EPAIQAStage):
                 "model.lora: stage 1 freezes the LLM (the paper's rule); LoRA adapters on it in stage 1 need "
                 "model.freeze_llm=false"
             )
-        super().__init__(*args, **kwargs)
-        self.hparams.update(freeze_llm=freeze_llm, train_vision=train_vision, stage1_lora=stage1_lora)
+        super().__init__(*args, freeze_llm=freeze_llm, **kwargs)
+        self.hparams.update(train_vision=train_vision, stage1_lora=stage1_lora)
         for name, param in self.model.named_parameters():
-            if freeze_llm and ("language_model" in name or "lm_head" in name):
-                param.requires_grad = False
             if not train_vision and "vision_tower" in name:
                 param.requires_grad = False
         if not any(p.requires_grad for p in self.model.parameters()):
