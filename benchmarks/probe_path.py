@@ -5,8 +5,10 @@
 test pass does (one forward pass, Q-Align readout), and fits ridge probes on the training questions' activations,
 scored on the validation questions (never the test split), at three places: the statistics tokens and the map tokens
 as the projector hands them to the LLM, and the LLM's last hidden state at the answer position (where the level
-word is read). Beside them: the readout's own SRCC on both parts. A probe that reads the task well where the readout
-does not says where it is lost. Not part of the suite: a measurement for the ``mini`` recipe.
+word is read). Beside them: the readout's own SRCC on both parts, the spread of its scores, and its validation SRCC
+with the statistics or the map tokens replaced by their batch mean (what it takes from each). A probe that reads the
+task well where the readout does not says where it is lost. Not part of the suite: a measurement for the ``mini``
+recipe.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def activations(module: Any, dataset: Any, task: str, limit: int) -> dict[str, Any]:
-    """Per question of ``task`` (up to ``limit``): statistics / map tokens after the projector, answer state, score."""
+def activations(module: Any, dataset: Any, task: str, limit: int, blank: str | None = None) -> dict[str, Any]:
+    """Per question of ``task`` (up to ``limit``): statistics / map tokens after the projector, answer state, score.
+
+    ``blank`` ("stats" or "map"): those tokens replaced by their mean over each batch of 8 before the LLM reads
+    them, so the score shows what the readout takes from the others.
+    """
     import numpy as np
     import torch
 
@@ -30,7 +36,17 @@ def activations(module: Any, dataset: Any, task: str, limit: int) -> dict[str, A
     model, processor = module.model, module.processor
     projector = next(m for n, m in model.named_modules() if n.endswith("multi_modal_projector"))
     seen: dict[str, torch.Tensor] = {}
-    hook = projector.register_forward_hook(lambda m, i, o: seen.__setitem__("tokens", o.detach().float()))
+
+    def keep(module: Any, inputs: Any, tokens: torch.Tensor) -> torch.Tensor:
+        maps = tokens.shape[1] - len(STATISTICS_CHANNELS)
+        if blank is not None:
+            part = slice(maps, None) if blank == "stats" else slice(None, maps)
+            tokens = tokens.clone()
+            tokens[:, part] = tokens[:, part].mean(0, keepdim=True)
+        seen["tokens"] = tokens.detach().float()
+        return tokens
+
+    hook = projector.register_forward_hook(keep)
     keys = ("stats", "map", "answer", "score", "mos")
     out: dict[str, list[Any]] = {k: [] for k in keys}
     indices = [k for k in range(len(dataset)) if dataset.pairs[k][1] == task][:limit]
@@ -86,6 +102,11 @@ def main() -> None:
     print(f"{args.run} {args.task}: {len(train['mos'])} training / {len(val['mos'])} validation questions")
     readout = [spearmanr(part["score"], part["mos"])[0] for part in (train, val)]
     print(f"  readout SRCC: training {readout[0]:.3f}, validation {readout[1]:.3f}")
+    print(f"  readout scores' spread (validation): {val['score'].std():.3f}; the MOS': {val['mos'].std():.3f}")
+    for blank in ("stats", "map"):
+        part = activations(module, data.datasets["val"], args.task, 10**6, blank=blank)
+        srcc = spearmanr(part["score"], part["mos"])[0]
+        print(f"  readout with the {blank} tokens replaced by their batch mean: validation SRCC {srcc:.3f}")
     for name in ("stats", "map", "answer"):
         mean, std = train[name].mean(0), train[name].std(0) + 1e-6
         ridge = RidgeCV(alphas=np.logspace(-2, 5, 15)).fit((train[name] - mean) / std, train["mos"])

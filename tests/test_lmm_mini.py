@@ -1,6 +1,7 @@
 """The ``mini`` backbone: composed offline from package-shipped weights, loaded like a real backbone."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -80,46 +81,54 @@ def test_mini_level_words_are_single_tokens_and_images_55_tokens(mini: tuple, tm
         assert torch.isfinite(model(**batch).loss)
 
 
-def test_mini_recipe_trains_projector_lora_and_the_last_tower_stage(mini: tuple, tmp_path: Path) -> None:
+def test_mini_recipe_trains_the_tower_side_in_stage2_and_lora_in_stage3(mini: tuple, tmp_path: Path) -> None:
     from helpers import make_cfg
     from omegaconf import open_dict
 
     from epaiqa.runs import build
 
     _, _, saved = mini
-    cfg = make_cfg(tmp_path, tmp_path, ["experiment=stage2_harmony", "model/backbone=mini"], small=False)
-    with open_dict(cfg):
-        cfg.model.backbone.cache_dir = str(saved.parent)
-    module = build(cfg.model)
+
+    def stage(experiment: str) -> Any:
+        cfg = make_cfg(tmp_path, tmp_path, [f"experiment={experiment}", "model/backbone=mini"], small=False)
+        with open_dict(cfg):
+            cfg.model.backbone.cache_dir = str(saved.parent)
+        return build(cfg.model)
+
+    module = stage("stage2_harmony")
     trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
-    assert any("lora_" in n for n in trained) and any("multi_modal_projector" in n for n in trained)
+    assert any("multi_modal_projector" in n for n in trained)
     assert any("timm_model.blocks.6." in n for n in trained) and any("conv_head" in n for n in trained)
     assert any("vision_tower.statistics" in n for n in trained)
     assert not any("timm_model.blocks.5." in n or "conv_stem" in n for n in trained)
-    assert not any("language_model" in n and "lora_" not in n for n in trained)  # the LLM only through LoRA
+    # stage 2: the LLM frozen (stage2_freeze_llm), no adapters
+    assert not any("language_model" in n or "lm_head" in n or "lora_" in n for n in trained)
     module.train()
     norms = {n: m.training for n, m in module.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert norms and all(not mode for n, mode in norms.items() if ".blocks.5." in n or n.endswith("timm_model.bn1"))
     assert any(mode for n, mode in norms.items() if ".blocks.6." in n)  # the trained stage's statistics update
-    # the recipe's three rates: projector 1e-3, the tower's last stage 1e-4, the LoRA adapters at model.lr 5e-4
-    groups = {g["name"]: g for g in module.param_groups()}
-    assert {name: g["lr"] for name, g in groups.items()} == {
+    # the recipe's rates: projector and statistics 1e-3, the tower's last stage 1e-4; nothing else trains
+    assert {g["name"]: g["lr"] for g in module.param_groups()} == {
         "multi_modal_projector": 1e-3,
         "vision_tower.statistics": 1e-3,
         "timm_model": 1e-4,
-        "rest": 5e-4,
     }
-    assert all(
-        "lora_" in n for n, p in module.model.named_parameters() if any(p is q for q in groups["rest"]["params"])
-    )
     # the CPU recipe: SmolLM2 cut to its first 8 layers, level words learnt as soft targets
-    assert len(module.model.base_model.model.model.language_model.layers) == 8
+    assert len(module.model.model.language_model.layers) == 8
     assert module.hparams["level_sigma"] == 0.5
+    # stage 3 writes explanations: LoRA adapters on the LLM at model.lr 5e-4, the LLM's own weights frozen
+    explain = stage("stage3_explain")
+    trained = [n for n, p in explain.model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in trained)
+    assert not any("language_model" in n and "lora_" not in n for n in trained)
+    groups = {g["name"]: g for g in explain.param_groups()}
+    assert groups["rest"]["lr"] == 5e-4
+    assert all(
+        "lora_" in n for n, p in explain.model.named_parameters() if any(p is q for q in groups["rest"]["params"])
+    )
+    assert len(explain.model.base_model.model.model.language_model.layers) == 8
     # stage 1 on mini: LoRA adapters on the frozen LLM (the documented exception), and room for E.1's whole answer
-    cfg = make_cfg(tmp_path, tmp_path, ["experiment=stage1_grounding", "model/backbone=mini"], small=False)
-    with open_dict(cfg):
-        cfg.model.backbone.cache_dir = str(saved.parent)
-    grounding = build(cfg.model)
+    grounding = stage("stage1_grounding")
     trained = [n for n, p in grounding.model.named_parameters() if p.requires_grad]
     assert any("lora_" in n for n in trained)
     assert not any("language_model" in n and "lora_" not in n for n in trained)
@@ -257,7 +266,8 @@ def test_mini_statistics_standardisation_is_fitted_once_and_handed_on(mini: tupl
     _, _, saved = mini
 
     def stage(*overrides: str) -> torch.nn.Module:
-        overrides = ("experiment=stage2_harmony", "model/backbone=mini", *overrides)
+        # with LoRA in stage 2 (the recipe freezes the LLM there): peft keeps a trained copy of the statistics layers
+        overrides = ("experiment=stage2_harmony", "model/backbone=mini", "stage2_freeze_llm=false", *overrides)
         cfg = make_cfg(tmp_path, tmp_path, list(overrides), small=False)
         with open_dict(cfg):
             cfg.model.backbone.cache_dir = str(saved.parent)
