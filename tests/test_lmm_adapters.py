@@ -121,10 +121,9 @@ def test_stage2_with_a_frozen_llm_trains_the_projector_and_the_tower_only(demo_r
     optimiser.step()
     assert all(torch.equal(p, llm[n]) for n, p in module.model.named_parameters() if n in llm)
     # the paper's stage 2 trains the LLM; stage 3 writes explanations, so it trains the LLM whatever stage 2 did
-    for experiment, expected in (("stage2_harmony", True), ("stage3_explain", True)):
+    for experiment in ("stage2_harmony", "stage3_explain"):
         module = build(make_cfg(demo_root, tmp_path, [f"experiment={experiment}"]).model)
-        trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
-        assert any("language_model" in n for n in trained) is expected
+        assert any("language_model" in n for n, p in module.model.named_parameters() if p.requires_grad)
 
 
 def test_mini_freezes_the_llm_in_stage2_only(demo_root: Path, tmp_path: Path) -> None:

@@ -81,19 +81,24 @@ def test_mini_level_words_are_single_tokens_and_images_55_tokens(mini: tuple, tm
         assert torch.isfinite(model(**batch).loss)
 
 
-def test_mini_recipe_trains_the_tower_side_in_stage2_and_lora_in_stage3(mini: tuple, tmp_path: Path) -> None:
+def mini_stage(saved: Path, out: Path, *overrides: str) -> Any:
+    """The stage a config with ``model/backbone=mini`` and ``overrides`` builds, from the test's ``mini`` cache."""
     from helpers import make_cfg
     from omegaconf import open_dict
 
     from epaiqa.runs import build
 
+    cfg = make_cfg(out, out, ["model/backbone=mini", *overrides], small=False)
+    with open_dict(cfg):
+        cfg.model.backbone.cache_dir = str(saved.parent)
+    return build(cfg.model)
+
+
+def test_mini_recipe_trains_the_tower_side_in_stage2_and_lora_in_stage3(mini: tuple, tmp_path: Path) -> None:
     _, _, saved = mini
 
     def stage(experiment: str) -> Any:
-        cfg = make_cfg(tmp_path, tmp_path, [f"experiment={experiment}", "model/backbone=mini"], small=False)
-        with open_dict(cfg):
-            cfg.model.backbone.cache_dir = str(saved.parent)
-        return build(cfg.model)
+        return mini_stage(saved, tmp_path, f"experiment={experiment}")
 
     module = stage("stage2_harmony")
     trained = [n for n, p in module.model.named_parameters() if p.requires_grad]
@@ -257,21 +262,14 @@ def test_view_key_tells_views_and_precisions_apart_in_any_dtype() -> None:
 def test_mini_statistics_standardisation_is_fitted_once_and_handed_on(mini: tuple, tmp_path: Path) -> None:
     """``model.standardise_statistics``: every copy peft keeps is fitted, kept on a second call and by init_from."""
     import numpy as np
-    from helpers import make_cfg
-    from omegaconf import open_dict
 
     from epaiqa.lmm.mini import Lite0TokensModel, StatisticsTokens, standardise_statistics
-    from epaiqa.runs import build
 
     _, _, saved = mini
 
     def stage(*overrides: str) -> torch.nn.Module:
         # with LoRA in stage 2 (the recipe freezes the LLM there): peft keeps a trained copy of the statistics layers
-        overrides = ("experiment=stage2_harmony", "model/backbone=mini", "stage2_freeze_llm=false", *overrides)
-        cfg = make_cfg(tmp_path, tmp_path, list(overrides), small=False)
-        with open_dict(cfg):
-            cfg.model.backbone.cache_dir = str(saved.parent)
-        return build(cfg.model)
+        return mini_stage(saved, tmp_path, "experiment=stage2_harmony", "stage2_freeze_llm=false", *overrides)
 
     module = stage("model.standardise_statistics=12")
     rng = np.random.default_rng(0)
