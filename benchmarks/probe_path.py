@@ -1,7 +1,7 @@
 """Where a trained stage-2 ``mini`` loses a sub-score: ridge probes along the path from the image to the answer.
 
 ``python -m benchmarks.probe_path RUN [--task naturalness] [--train 800]`` loads a finished stage-2 run (its
-``.hydra/config.yaml`` and ``checkpoints/last.ckpt``), asks its training and validation questions of one task as the
+resolved ``config.yaml`` and ``checkpoints/last.ckpt``), asks its training and validation questions of one task as the
 test pass does (one forward pass, Q-Align readout), and fits ridge probes on the training questions' activations,
 scored on the validation questions (never the test split), at three places: the statistics tokens and the map tokens
 as the projector hands them to the LLM, and the LLM's last hidden state at the answer position (where the level
@@ -90,7 +90,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=800, help="training questions the probes are fitted on")
     args = parser.parse_args()
     register_resolvers()
-    cfg = OmegaConf.load(os.path.join(args.run, ".hydra", "config.yaml"))
+    # the run's resolved config: the composed one in .hydra/ resolves recipe keys (stage2_freeze_llm) only at its root
+    cfg = OmegaConf.load(os.path.join(args.run, "config.yaml"))
     with open_dict(cfg):
         cfg.model.init_from = os.path.join(args.run, "checkpoints", "last.ckpt")
         cfg.data.limit_val = None

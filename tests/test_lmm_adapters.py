@@ -94,6 +94,20 @@ def test_a_lora_stage_merges_into_the_next_one(demo_root: Path, tmp_path: Path) 
     assert any(abs(trained[k] - base[k]) > 1e-4 for k in trained)  # and LoRA training changed the scores
 
 
+def test_a_frozen_llm_stage_hands_its_weights_on_though_lora_is_configured(demo_root: Path, tmp_path: Path) -> None:
+    common = ["experiment=stage2_harmony", "data.limit_test=6", "eval_untrained=false"]
+    frozen = ["model.freeze_llm=true", "model.lora.enabled=true", "model.lr=1e-2", "trainer.limit_train_batches=2"]
+    train(make_cfg(demo_root, tmp_path / "frozen", [*common, *frozen]))
+    checkpoint = tmp_path / "frozen" / "checkpoints" / "last.ckpt"
+    # the next stage (stage 3 after mini's stage 2) starts from it: its recipe's LoRA block is not read as adapters
+    train(make_cfg(demo_root, tmp_path / "next", [*common, "train=false", f"model.init_from={checkpoint}"]))
+    train(make_cfg(demo_root, tmp_path / "base", [*common, "train=false"]))
+    trained, loaded, base = (_predictions(tmp_path / d) for d in ("frozen", "next", "base"))
+    assert trained.keys() == loaded.keys() and len(trained) == 6
+    assert all(abs(trained[k] - loaded[k]) < 1e-4 for k in trained)
+    assert any(abs(trained[k] - base[k]) > 1e-4 for k in trained)
+
+
 def test_stage1_refuses_lora_unless_the_llm_is_unfrozen(demo_root: Path, tmp_path: Path) -> None:
     cfg = make_cfg(demo_root, tmp_path, ["experiment=stage1_grounding", "model.lora.enabled=true"])
     with pytest.raises(ConfigError, match="stage 1 freezes the LLM"):

@@ -177,9 +177,10 @@ class EPAIQAStage(BaseTask):
                 f"(model.exclude_stages={list(self.hparams['exclude_stages'])}, the wo_stage1/reference ablations)"
             )
         weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        lora = (saved.get("hyper_parameters") or {}).get("lora") or {}
-        try:
-            if lora.get("enabled"):
+        hparams = saved.get("hyper_parameters") or {}
+        lora = hparams.get("lora") or {}
+        try:  # a stage with freeze_llm added no adapters, whatever its lora block says
+            if lora.get("enabled") and not hparams.get("freeze_llm"):
                 self.model = merge_lora_weights(self.model, weights, lora)
             else:
                 self.model.load_state_dict(weights)
