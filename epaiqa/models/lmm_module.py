@@ -177,10 +177,9 @@ class EPAIQAStage(BaseTask):
                 f"(model.exclude_stages={list(self.hparams['exclude_stages'])}, the wo_stage1/reference ablations)"
             )
         weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-        hparams = saved.get("hyper_parameters") or {}
-        lora = hparams.get("lora") or {}
-        try:  # a stage with freeze_llm added no adapters, whatever its lora block says
-            if lora.get("enabled") and not hparams.get("freeze_llm"):
+        lora = (saved.get("hyper_parameters") or {}).get("lora") or {}
+        try:  # adapters where the weights hold them (a freeze_llm stage added none, whatever its lora block says)
+            if any("lora_" in k for k in weights):
                 self.model = merge_lora_weights(self.model, weights, lora)
             else:
                 self.model.load_state_dict(weights)
