@@ -142,6 +142,28 @@ def test_mini_recipe_trains_the_tower_side_in_stage2_and_lora_in_stage3(mini: tu
     assert answer_tokens <= grounding.hparams["max_new_tokens"]
 
 
+def test_mini_norm_eval_keeps_every_batch_norms_statistics_while_its_scale_still_trains(
+    mini: tuple, tmp_path: Path
+) -> None:
+    _, _, saved = mini
+    module = mini_stage(saved, tmp_path, "experiment=stage2_harmony", "model.norm_eval=true")
+    module.train()
+    norms = {n: m for n, m in module.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    head = next(m for n, m in norms.items() if n.endswith("timm_model.bn2"))
+    assert head.weight.requires_grad and not any(m.training for m in norms.values())
+    before = head.running_mean.clone()
+    tower = module.model.model.vision_tower
+    tower(torch.randn(2, 3, 224, 224) * 3).last_hidden_state.sum().backward()
+    assert torch.equal(head.running_mean, before) and head.weight.grad is not None
+    # without it (the default) the trained stage's statistics move with its batches
+    module = mini_stage(saved, tmp_path, "experiment=stage2_harmony")
+    module.train()
+    head = next(m for n, m in module.model.named_modules() if n.endswith("timm_model.bn2"))
+    before = head.running_mean.clone()
+    module.model.model.vision_tower(torch.randn(2, 3, 224, 224) * 3)
+    assert not torch.equal(head.running_mean, before)
+
+
 def test_mini_statistics_tokens_see_what_the_map_tokens_do_not(mini: tuple) -> None:
     """Noise in the image moves the statistics tokens far more than the last block's map tokens."""
     model, _, _ = mini

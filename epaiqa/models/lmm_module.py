@@ -81,6 +81,8 @@ class EPAIQAStage(BaseTask):
     deviation over that many training views (0: not), once — a stage that starts from fitted weights keeps them.
     ``freeze_llm``: the LLM (and its LM head) trains nothing and gets no LoRA adapters; only the projector and the
     vision tower learn (stage 1's rule in the paper; ``mini``'s stage 2 too: ``stage2_freeze_llm`` in its recipe).
+    ``norm_eval``: every batch norm keeps its running statistics in training, the trained ones too (their scale and
+    shift still learn) — with batches of 4 a batch's own statistics are noisy and tie its samples together.
     """
 
     STAGE = "stage"
@@ -102,6 +104,7 @@ class EPAIQAStage(BaseTask):
         level_sigma: float | None = None,
         standardise_statistics: int = 0,
         freeze_llm: bool = False,
+        norm_eval: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -136,12 +139,13 @@ class EPAIQAStage(BaseTask):
                 param.requires_grad = False
 
     def train(self, mode: bool = True) -> EPAIQAStage:
-        """Train/eval mode; a frozen batch norm (a pretrained tower's frozen stages) keeps its statistics."""
+        """Train/eval mode; frozen batch norms keep their statistics (with ``norm_eval``, every batch norm does)."""
         super().train(mode)
         if mode:
+            every = bool(self.hparams.get("norm_eval", False))
             for module in self.model.modules():
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in module.parameters(recurse=False)
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and (
+                    every or not any(p.requires_grad for p in module.parameters(recurse=False))
                 ):
                     module.eval()
         return self
