@@ -164,6 +164,33 @@ def test_mini_norm_eval_keeps_every_batch_norms_statistics_while_its_scale_still
     assert not torch.equal(head.running_mean, before)
 
 
+@pytest.mark.parametrize("norm_eval", [False, True])
+def test_mini_frozen_batch_norms_keep_their_statistics_through_a_real_fit(
+    mini: tuple, demo_root: Path, tmp_path: Path, norm_eval: bool
+) -> None:
+    from helpers import make_cfg
+    from omegaconf import open_dict
+
+    from epaiqa.train import train
+
+    _, _, saved = mini
+    overrides = ["model/backbone=mini", "experiment=stage2_harmony", "trainer.limit_train_batches=3"]
+    cfg = make_cfg(demo_root, tmp_path, [*overrides, "data.limit_test=4", f"model.norm_eval={norm_eval}"])
+    with open_dict(cfg):
+        cfg.model.backbone.cache_dir = str(saved.parent)
+        cfg.eval_untrained = False
+    train(cfg)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    imagenet = lite0_state_dict()
+
+    def moved(block: str) -> bool:
+        key = next(k for k in state if f"timm_model.{block}" in k and k.endswith("running_mean"))
+        return not torch.equal(state[key], imagenet[key.split("timm_model.")[1]])
+
+    assert not moved("blocks.5.")  # a frozen stage normalises with ImageNet's statistics in training too
+    assert moved("blocks.6.") is not norm_eval  # the trained stage's statistics follow its batches, unless norm_eval
+
+
 def test_mini_statistics_tokens_see_what_the_map_tokens_do_not(mini: tuple) -> None:
     """Noise in the image moves the statistics tokens far more than the last block's map tokens."""
     model, _, _ = mini

@@ -201,6 +201,9 @@ class EPAIQAStage(BaseTask):
         self.lineage = list(checkpoint.get(LINEAGE_KEY, [self.STAGE]))[:-1]
 
     def on_fit_start(self) -> None:
+        # Lightning keeps each submodule's mode as it finds it (it never calls train()): the batch-norm rule of
+        # :meth:`train` holds in training only if it is applied here
+        self.train()
         half = {
             p.dtype for p in self.model.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)
         }
