@@ -142,7 +142,7 @@ class EPAIQAStage(BaseTask):
         """Train/eval mode; frozen batch norms keep their statistics (with ``norm_eval``, every batch norm does)."""
         super().train(mode)
         if mode:
-            every = bool(self.hparams.get("norm_eval", False))
+            every = bool(self.hparams["norm_eval"])
             for module in self.model.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and (
                     every or not any(p.requires_grad for p in module.parameters(recurse=False))
