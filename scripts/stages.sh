@@ -21,6 +21,20 @@ run() {  # run NAME OVERRIDE...: one stage into OUT/NAME
   "$PYTHON" run.py "hydra.run.dir=$OUT/$name" "$@" "${resume[@]}"
 }
 
+for_stage() {  # for_stage NAME OVERRIDE...: sets STAGE_ARGS to the plain overrides and NAME's own, prefix removed
+  local name=$1 arg
+  shift
+  STAGE_ARGS=()
+  for arg in "$@"; do
+    case "$arg" in
+      "$name":*) STAGE_ARGS+=("${arg#"$name":}") ;;
+      s1:* | s2:* | s3:*) ;;
+      s[0-9]*:*) echo "error: '$arg': a stage's own override starts with s1:, s2: or s3:" >&2; exit 2 ;;
+      *) STAGE_ARGS+=("$arg") ;;
+    esac
+  done
+}
+
 weights() {  # the last checkpoint of a finished stage
   local path="$OUT/$1/checkpoints/last.ckpt"
   [ -f "$path" ] || { echo "error: $path not found (did stage $1 finish?)" >&2; exit 1; }

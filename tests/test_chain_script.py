@@ -81,6 +81,18 @@ def test_chain_stops_at_a_failed_stage_and_refuses_a_bad_upto(tmp_path: Path) ->
     assert bad.returncode == 2 and "UPTO must be 2 or 3" in bad.stderr
 
 
+def test_chain_hands_a_stage_its_own_overrides_and_refuses_an_unknown_stage(tmp_path: Path) -> None:
+    done = _chain(tmp_path, "model/backbone=mini", "s2:trainer.max_epochs=4", "s1:seed=3", UPTO="2")
+    assert done.returncode == 0, done.stderr
+    s1, s2 = _calls(tmp_path)[:2]
+    assert "model/backbone=mini" in s1 and "model/backbone=mini" in s2
+    assert s1.endswith("seed=3") and "max_epochs" not in s1 and "s1:" not in s1
+    assert s2.endswith("trainer.max_epochs=4") and "seed=3" not in s2 and "s2:" not in s2
+    (tmp_path / "bad").mkdir()
+    bad = _chain(tmp_path / "bad", "s4:seed=1")
+    assert bad.returncode == 2 and "'s4:seed=1'" in bad.stderr and not (tmp_path / "bad" / "calls.txt").exists()
+
+
 def _ablations(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return _script("ablations.sh", tmp_path, *args, **env)
 
