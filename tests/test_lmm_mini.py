@@ -1,5 +1,6 @@
 """The ``mini`` backbone: composed offline from package-shipped weights, loaded like a real backbone."""
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,10 @@ def test_mini_frozen_batch_norms_keep_their_statistics_through_a_real_fit(
     with open_dict(cfg):
         cfg.model.backbone.cache_dir = str(saved.parent)
         cfg.eval_untrained = False
-    train(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg)
+    assert not [w for w in caught if "in eval mode" in str(w.message)]  # the rule's batch norms: no Lightning warning
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     imagenet = lite0_state_dict()
 

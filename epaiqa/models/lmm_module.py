@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from transformers import get_cosine_schedule_with_warmup
 
 from epaiqa.data.levels import soft_levels
@@ -204,6 +206,12 @@ class EPAIQAStage(BaseTask):
         # Lightning keeps each submodule's mode as it finds it (it never calls train()): the batch-norm rule of
         # :meth:`train` holds in training only if it is applied here
         self.train()
+        norms = [m for m in self.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not m.training]
+        kept = {id(sub) for norm in norms for sub in norm.modules()}  # a timm BatchNormAct2d's activation too
+        if norms and all(id(m) in kept for m in self.modules() if not m.training):
+            # Lightning warns of any module in eval mode at the start of training; these are the rule's, on purpose
+            warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)
+            log.info("%d batch norms keep their running statistics in training (eval mode, by the rule)", len(norms))
         half = {
             p.dtype for p in self.model.parameters() if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)
         }
