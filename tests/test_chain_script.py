@@ -114,6 +114,17 @@ def test_ablations_run_once_per_seed_into_their_own_folders_then_one_report(tmp_
     assert bad.returncode == 2 and "SEEDS must be whole numbers" in bad.stderr
 
 
+def test_ablations_hand_each_stage_its_own_overrides(tmp_path: Path) -> None:
+    done = _ablations(tmp_path, "model/backbone=mini", "s2:trainer.max_epochs=4", "s3:model.backbone.map_grid=1")
+    assert done.returncode == 0, done.stderr
+    calls = _calls(tmp_path)[:8]
+    assert all("model/backbone=mini" in c for c in calls)
+    assert [("max_epochs=4" in c, "map_grid=1" in c) for c in calls] == [(False, False)] + [(True, False)] * 3 + [
+        (False, True)
+    ] * 4
+    assert not any(" s2:" in c or " s3:" in c for c in calls)
+
+
 def test_ablations_without_seeds_keep_the_one_run_layout(tmp_path: Path) -> None:
     done = _ablations(tmp_path)
     assert done.returncode == 0, done.stderr
