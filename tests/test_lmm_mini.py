@@ -195,6 +195,49 @@ def test_mini_frozen_batch_norms_keep_their_statistics_through_a_real_fit(
     assert moved("blocks.6.") is not norm_eval  # the trained stage's statistics follow its batches, unless norm_eval
 
 
+def test_mini_pair_difference_hands_the_edited_maps_as_their_difference_from_the_source(mini: tuple) -> None:
+    model, _, _ = mini
+    tower = model.model.vision_tower
+    generator = torch.Generator().manual_seed(1)
+    source = torch.rand(3, 224, 224, generator=generator).mul(2).sub(1)
+    edited = source.clone()
+    edited[:, 32:96, 128:192] = torch.rand(3, 64, 64, generator=generator).mul(2).sub(1)  # one region changed
+    pairs = torch.stack([source, edited, source, source])
+    was_training = tower.training
+    tower.eval()
+    try:
+        with torch.no_grad():
+            plain = tower(pairs).last_hidden_state
+            tower.pair_difference = True
+            shown = tower(pairs).last_hidden_state
+            with pytest.raises(ValueError, match="pairs of images, got 3"):
+                tower(pairs[:3])
+    finally:
+        tower.pair_difference = False
+        tower.train(was_training)
+    maps = 49
+    assert torch.equal(shown[0::2], plain[0::2])  # the sources as they are
+    assert torch.allclose(shown[1, :maps], plain[1, :maps] - plain[0, :maps], atol=1e-5)
+    assert torch.equal(shown[:, maps:], plain[:, maps:])  # each image keeps its own statistics tokens
+    assert shown[3, :maps].abs().max() < 1e-5  # the same image twice: nothing to show
+    cells = shown[1, :maps].norm(dim=1).reshape(7, 7)
+    assert cells[1:3, 4:6].mean() > 2 * cells[5:, :3].mean()  # the changed region's cells stand out
+
+
+def test_mini_stage1_turns_pair_difference_on_and_refuses_a_tower_without_it(mini: tuple, tmp_path: Path) -> None:
+    from helpers import make_cfg
+
+    from epaiqa.runs import build
+
+    _, _, saved = mini
+    module = mini_stage(saved, tmp_path, "experiment=stage1_grounding", "model.pair_difference=true")
+    towers = [m for m in module.model.modules() if hasattr(m, "pair_difference")]
+    assert towers and all(t.pair_difference for t in towers) and module.hparams["pair_difference"] is True
+    cfg = make_cfg(tmp_path, tmp_path, ["experiment=stage1_grounding", "model.pair_difference=true"], small=False)
+    with pytest.raises(ConfigError, match=r"model\.pair_difference: the vision tower of .* only mini's"):
+        build(cfg.model)
+
+
 def test_mini_statistics_tokens_see_what_the_map_tokens_do_not(mini: tuple) -> None:
     """Noise in the image moves the statistics tokens far more than the last block's map tokens."""
     model, _, _ = mini

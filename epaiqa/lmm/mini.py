@@ -160,6 +160,9 @@ class Lite0TokensModel(TimmWrapperModel):
         self.prefix_cache: PrefixCache | None = None
         #: the last map average-pooled to this many tokens a side (``model.backbone.map_grid``; None: 7×7)
         self.map_grid: int | None = None
+        #: images come in (source, edited) pairs and the edited one's map tokens are its difference from the source's
+        #: (stage 1's ``model.pair_difference``); the statistics tokens stay each image's own
+        self.pair_difference = False
 
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
         """The last map's tokens, then the statistics tokens; ``hidden_states`` holds them as the last layer."""
@@ -177,6 +180,8 @@ class Lite0TokensModel(TimmWrapperModel):
         if self.map_grid is not None and self.map_grid != x.shape[-1]:
             x = torch.nn.functional.adaptive_avg_pool2d(x, self.map_grid)
         tokens = x.flatten(2).transpose(1, 2)
+        if self.pair_difference:
+            tokens = pair_difference(tokens)
         if statistics:
             tokens = torch.cat([tokens, self.statistics(statistics).to(tokens.dtype)], 1)
         return BaseModelOutputWithPooling(
@@ -231,6 +236,18 @@ class Lite0TokensModel(TimmWrapperModel):
                 self.prefix_cache.put(keys[i], found[i])
         rows = [value for value in found if value is not None]
         return torch.stack([r[0] for r in rows]), [torch.stack([r[k] for r in rows]) for k in range(1, len(rows[0]))]
+
+
+def pair_difference(tokens: torch.Tensor) -> torch.Tensor:
+    """(source, edited) pairs of map tokens → each pair's source tokens, then the edited minus the source tokens.
+
+    Where the two images agree the edited image's tokens are zero, so the edit's place shows in one set of tokens
+    rather than in a comparison of two sets 55 positions apart (:mod:`benchmarks.probe_grounding`).
+    """
+    if tokens.shape[0] % 2:
+        raise ValueError(f"pair_difference needs (source, edited) pairs of images, got {tokens.shape[0]} images")
+    source, edited = tokens[0::2], tokens[1::2]
+    return torch.stack([source, edited - source], 1).flatten(0, 1)
 
 
 def standardise_statistics(model: torch.nn.Module, processor: Any, dataset: Any, views: int) -> str:

@@ -325,13 +325,20 @@ class EPAIQAGrounding(EPAIQAStage):
     """Stage 1: source + edited image → "(x, y, z1, z2)"; the LLM frozen, projector (and vision) trained.
 
     ``stage1_lora`` (a backbone recipe's documented exception: ``mini``, whose depth-cut SmolLM2 cannot write the
-    answer untrained) trains LoRA adapters on the LLM too; the LLM's own weights stay frozen.
+    answer untrained) trains LoRA adapters on the LLM too; the LLM's own weights stay frozen. ``pair_difference``
+    (``mini``'s tower only) hands the LLM the edited image's map tokens as their difference from the source's.
     """
 
     STAGE = "grounding"
 
     def __init__(
-        self, *args: Any, freeze_llm: bool = True, train_vision: bool = True, stage1_lora: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        freeze_llm: bool = True,
+        train_vision: bool = True,
+        stage1_lora: bool = False,
+        pair_difference: bool = False,
+        **kwargs: Any,
     ) -> None:
         if stage1_lora:  # a backbone recipe's exception: adapters on the LLM train, its own weights stay frozen
             freeze_llm = False
@@ -342,7 +349,16 @@ class EPAIQAGrounding(EPAIQAStage):
                 "model.freeze_llm=false"
             )
         super().__init__(*args, freeze_llm=freeze_llm, **kwargs)
-        self.hparams.update(train_vision=train_vision, stage1_lora=stage1_lora)
+        self.hparams.update(train_vision=train_vision, stage1_lora=stage1_lora, pair_difference=pair_difference)
+        if pair_difference:
+            towers = [m for m in self.model.modules() if hasattr(m, "pair_difference")]
+            if not towers:
+                raise ConfigError(
+                    f"model.pair_difference: the vision tower of {type(self.model).__name__} cannot show the pair's "
+                    "difference; only mini's Lite0 tower can (set false)"
+                )
+            for tower in towers:
+                tower.pair_difference = True
         for name, param in self.model.named_parameters():
             if not train_vision and "vision_tower" in name:
                 param.requires_grad = False
