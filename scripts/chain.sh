@@ -4,8 +4,9 @@
 #   UPTO=2 scripts/chain.sh OUT [OVERRIDE ...]     stages 1 → 2 only (then the report)
 # Runs: OUT/s1 (stage1_grounding), OUT/s2 (stage2_mixed from s1), OUT/s3 (stage3_explain from s2); an override goes
 # to every run, one written s1:KEY=VALUE (s2:, s3:) to that stage's run only, e.g. s2:trainer.max_epochs=4. The demo
-# judge (`epaiqa judge --judge-model demo`) reads s3's explanations on the demo set only; on other data set JUDGE=none (or JUDGE=openai/o3-mini with an API key). A finished run is kept and a killed one
-# resumes from its last.ckpt (scripts/stages.sh): run the same command again to go on.
+# judge (`epaiqa judge --judge-model demo`) reads s3's explanations on the demo set only; on other data set JUDGE=none
+# (or JUDGE=openai/o3-mini with an API key). A finished run is kept and a killed one resumes from its last.ckpt
+# (scripts/stages.sh): run the same command again to go on.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: [UPTO=2|3] [JUDGE=demo|none|MODEL] $0 OUT [OVERRIDE ...]" >&2; exit 2; }
 OUT=$1
