@@ -316,7 +316,9 @@ def test_mini_tower_keeps_its_frozen_prefix_per_view_with_the_same_tokens_and_gr
         second = tokens_and_grad(views[[2, 1, 0]])  # two hits, one miss (the view dropped) computed again
         assert (cache.hits, cache.misses) == (2, 4)
         for got, order in ((first, [0, 1, 2]), (second, [2, 1, 0])):
-            torch.testing.assert_close(got[0], reference[0][order], rtol=1e-5, atol=1e-5)
+            # the same arithmetic on batches of other sizes: CPU convolution kernels (AVX2 without AVX-512) round
+            # differently in the last bits (1.6e-5 at most, seen on an AMD EPYC without AVX-512)
+            torch.testing.assert_close(got[0], reference[0][order], rtol=1e-4, atol=1e-4)
             torch.testing.assert_close(got[1], reference[1], rtol=1e-4, atol=1e-6)
         tower.eval()
         with torch.no_grad():
