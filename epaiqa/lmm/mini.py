@@ -74,8 +74,6 @@ IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<|endoftext|>"
 #: Lite0's 224-px input gives a 7×7 map: one image token per 32×32 pixels
 PATCH_SIZE = 32
-#: the position codes' start: sine-cosine at half amplitude (RMS 0.35), against the map tokens' RMS of 0.83
-POSITION_SCALE = 0.5
 #: channels of Lite0's blocks 0–5: each block's feature statistics are one more image token
 STATISTICS_CHANNELS = (16, 24, 40, 80, 112, 192)
 #: the smallest standard deviation a statistic is divided by (a constant channel stays finite)
@@ -165,8 +163,6 @@ class Lite0TokensModel(TimmWrapperModel):
         #: images come in (source, edited) pairs and the edited one's map tokens are its difference from the source's
         #: (stage 1's ``model.pair_difference``); the statistics tokens stay each image's own
         self.pair_difference = False
-        #: learnt 2-D position codes added to the map tokens (stage 1's ``model.position_codes``; None: none)
-        self.positions: PositionCodes | None = None
 
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> BaseModelOutputWithPooling:  # type: ignore[override]
         """The last map's tokens, then the statistics tokens; ``hidden_states`` holds them as the last layer."""
@@ -186,8 +182,6 @@ class Lite0TokensModel(TimmWrapperModel):
         tokens = x.flatten(2).transpose(1, 2)
         if self.pair_difference:
             tokens = pair_difference(tokens)
-        if self.positions is not None:
-            tokens = self.positions(tokens)
         if statistics:
             tokens = torch.cat([tokens, self.statistics(statistics).to(tokens.dtype)], 1)
         return BaseModelOutputWithPooling(
@@ -204,12 +198,6 @@ class Lite0TokensModel(TimmWrapperModel):
         for module in self.modules():
             if isinstance(module, StatisticsTokens):
                 module.fit(statistics)
-
-    def add_position_codes(self) -> None:
-        """Give the map tokens learnt position codes (a new trained module, ``positions``), once."""
-        if self.positions is None:
-            side = self.map_grid or self.config.image_size // self.config.patch_size
-            self.positions = PositionCodes(side, self.config.hidden_size).to(self.timm_model.conv_head.weight.device)
 
     def keep_prefixes(self, capacity: int) -> None:
         """Keep the frozen prefix's outputs of up to ``capacity`` views in training (0: keep none)."""
@@ -248,39 +236,6 @@ class Lite0TokensModel(TimmWrapperModel):
                 self.prefix_cache.put(keys[i], found[i])
         rows = [value for value in found if value is not None]
         return torch.stack([r[0] for r in rows]), [torch.stack([r[k] for r in rows]) for k in range(1, len(rows[0]))]
-
-
-def sincos_2d(grid: int, width: int) -> torch.Tensor:
-    """(grid², width) fixed 2-D sine-cosine codes (MAE's): half the channels code the row, half the column."""
-    if width % 4:
-        raise ValueError(f"sincos_2d needs a width divisible by 4, got {width}")
-    frequencies = 1.0 / 10000 ** (torch.arange(width // 4, dtype=torch.float64) / (width // 4))
-    axis = torch.arange(grid, dtype=torch.float64)
-    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
-    parts = []
-    for coordinate in (rows.flatten(), cols.flatten()):
-        angles = coordinate[:, None] * frequencies[None, :]
-        parts += [angles.sin(), angles.cos()]
-    return torch.cat(parts, 1).float()
-
-
-class PositionCodes(torch.nn.Module):
-    """Learnt position codes for the map's grid² tokens, started at :func:`sincos_2d` × ``POSITION_SCALE``.
-
-    Lite0's map tokens say *what* is where, hardly *where* (convolutions are translation-equivariant), and the LLM
-    reads a token's place only through RoPE's attention scores, never in its content; writing a box's digits needs
-    it in the content (a ViT tower carries its own position embedding).
-    """
-
-    def __init__(self, grid: int, width: int) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(sincos_2d(grid, width) * POSITION_SCALE)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, grid², width) tokens plus each place's code."""
-        if tokens.shape[1] != self.weight.shape[0]:
-            raise ValueError(f"position codes for {self.weight.shape[0]} map tokens, got {tokens.shape[1]}")
-        return tokens + self.weight.to(tokens.dtype)
 
 
 def pair_difference(tokens: torch.Tensor) -> torch.Tensor:

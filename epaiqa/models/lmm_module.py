@@ -338,7 +338,6 @@ class EPAIQAGrounding(EPAIQAStage):
         train_vision: bool = True,
         stage1_lora: bool = False,
         pair_difference: bool = False,
-        position_codes: bool = False,
         **kwargs: Any,
     ) -> None:
         if stage1_lora:  # a backbone recipe's exception: adapters on the LLM train, its own weights stay frozen
@@ -350,23 +349,16 @@ class EPAIQAGrounding(EPAIQAStage):
                 "model.freeze_llm=false"
             )
         super().__init__(*args, freeze_llm=freeze_llm, **kwargs)
-        self.hparams.update(
-            train_vision=train_vision,
-            stage1_lora=stage1_lora,
-            pair_difference=pair_difference,
-            position_codes=position_codes,
-        )
-        towers = [m for m in self.model.modules() if hasattr(m, "pair_difference")]
-        for flag, on in (("pair_difference", pair_difference), ("position_codes", position_codes)):
-            if on and not towers:
+        self.hparams.update(train_vision=train_vision, stage1_lora=stage1_lora, pair_difference=pair_difference)
+        if pair_difference:
+            towers = [m for m in self.model.modules() if hasattr(m, "pair_difference")]
+            if not towers:
                 raise ConfigError(
-                    f"model.{flag}: the vision tower of {type(self.model).__name__} has no such option; only mini's "
-                    "Lite0 tower has (set false)"
+                    f"model.pair_difference: the vision tower of {type(self.model).__name__} cannot show the pair's "
+                    "difference; only mini's Lite0 tower can (set false)"
                 )
-        for tower in towers:
-            tower.pair_difference = pair_difference
-            if position_codes:
-                tower.add_position_codes()
+            for tower in towers:
+                tower.pair_difference = True
         for name, param in self.model.named_parameters():
             if not train_vision and "vision_tower" in name:
                 param.requires_grad = False
