@@ -97,3 +97,22 @@ def test_matrix_split_reads_every_job_of_a_sweep(baseline_sweep: Path, capsys: p
     matrix.main([str(baseline_sweep)])
     out = capsys.readouterr().out
     assert out.count("| wadiqam_nr |") == 2 and "**all jobs**" in out
+
+
+def test_completion_probe_reads_the_region_change_inside_the_box_only(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from benchmarks.probe_completion import region_change
+
+    source = np.zeros((40, 40, 3), np.uint8)
+    edited = source.copy()
+    edited[10:30, 10:30] = 100  # the box below, changed by 100 on every channel
+    edited[0:5, 0:5] = 255  # outside the box: must not count
+    Image.fromarray(source).save(tmp_path / "s.png")
+    Image.fromarray(edited).save(tmp_path / "e.png")
+    sample = SimpleNamespace(source="s.png", edited="e.png", bbox=(0.5, 0.5, 0.5, 0.5))  # centre, size: pixels 10-30
+    mean, median, share, colour, contrast = region_change(tmp_path, sample)
+    assert (mean, median, share, colour, contrast) == (100.0, 100.0, 1.0, 100.0, 0.0)
