@@ -44,3 +44,22 @@ def questions(kind: str, samples: list[Any], root: Path) -> tuple[list[Any], lis
     else:
         built = [explain_instruction(s, root, with_cot=False) for s in samples]
     return [b.conversation for b in built], [b.images for b in built]
+
+
+def load_run(run: str | Path) -> tuple[Any, Any, Any]:
+    """A finished LMM run's resolved config, its module (``checkpoints/last.ckpt``, eval mode) and its data, set up
+    for fitting with every validation question (``limit_val`` lifted)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from epaiqa.runs import build, register_resolvers
+
+    register_resolvers()
+    # the run's resolved config: the composed one in .hydra/ resolves recipe keys (stage2_freeze_llm) only at its root
+    cfg = OmegaConf.load(os.path.join(run, "config.yaml"))
+    with open_dict(cfg):
+        cfg.model.init_from = os.path.join(run, "checkpoints", "last.ckpt")
+        cfg.data.limit_val = None
+    module = build(cfg.model).eval()
+    data = build(cfg.data)
+    data.setup("fit")
+    return cfg, module, data

@@ -55,24 +55,16 @@ def readouts(module: Any, dataset: Any, limit: int, max_new_tokens: int) -> dict
 
 def main() -> None:
     import torch
-    from omegaconf import OmegaConf, open_dict
     from scipy.stats import spearmanr
 
+    from benchmarks.lmm_common import load_run
     from epaiqa.precision import choose_precision
-    from epaiqa.runs import build, register_resolvers
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_explain", description=__doc__)
     parser.add_argument("run", help="a finished stage-3 run folder")
     parser.add_argument("--limit", type=int, default=200, help="validation questions read")
     args = parser.parse_args()
-    register_resolvers()
-    cfg = OmegaConf.load(os.path.join(args.run, "config.yaml"))
-    with open_dict(cfg):
-        cfg.model.init_from = os.path.join(args.run, "checkpoints", "last.ckpt")
-        cfg.data.limit_val = None
-    module = build(cfg.model).eval()
-    data = build(cfg.data)
-    data.setup("fit")
+    cfg, module, data = load_run(args.run)
     bf16 = str(choose_precision(cfg.trainer.precision, "cpu")).startswith("bf16")  # the run's autocast
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         values = readouts(module, data.datasets["val"], args.limit, int(cfg.model.max_new_tokens))

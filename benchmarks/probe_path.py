@@ -78,26 +78,17 @@ def activations(module: Any, dataset: Any, task: str, limit: int, blank: str | N
 
 def main() -> None:
     import numpy as np
-    from omegaconf import OmegaConf, open_dict
     from scipy.stats import spearmanr
     from sklearn.linear_model import RidgeCV
 
-    from epaiqa.runs import build, register_resolvers
+    from benchmarks.lmm_common import load_run
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probe_path", description=__doc__)
     parser.add_argument("run", help="a finished stage-2 run folder")
     parser.add_argument("--task", default="naturalness", choices=["harmony", "naturalness"])
     parser.add_argument("--train", type=int, default=800, help="training questions the probes are fitted on")
     args = parser.parse_args()
-    register_resolvers()
-    # the run's resolved config: the composed one in .hydra/ resolves recipe keys (stage2_freeze_llm) only at its root
-    cfg = OmegaConf.load(os.path.join(args.run, "config.yaml"))
-    with open_dict(cfg):
-        cfg.model.init_from = os.path.join(args.run, "checkpoints", "last.ckpt")
-        cfg.data.limit_val = None
-    module = build(cfg.model).eval()
-    data = build(cfg.data)
-    data.setup("fit")
+    _, module, data = load_run(args.run)
     train = activations(module, data.datasets["train"], args.task, args.train)
     val = activations(module, data.datasets["val"], args.task, 10**6)
     print(f"{args.run} {args.task}: {len(train['mos'])} training / {len(val['mos'])} validation questions")
